@@ -1,0 +1,157 @@
+"""The runner's actions: checkout, upload, submit, monitor, download, complete.
+
+Each action is a module with ``step(ctx) -> int`` (how many jobs it moved) and
+runs in its own process. Every step is idempotent: it looks at what is already
+recorded (a queue id, an input file, a started marker) before acting, so a
+runner killed at any instant can simply start again.
+
+``STATE_ACTIONS`` is the dispatch table: which action picks up a job in each state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import PurePosixPath
+
+from jfr_lib.errors import ConfigError, HostError, JobFailure, QueueError
+from jfr_lib.queue_db import lock_token, open_queue_db
+from jfr_lib.states import JobState
+
+ORDER = ("checkout", "upload", "submit", "monitor", "download", "complete")
+
+STATE_ACTIONS = {
+    JobState.READY: "checkout",
+    JobState.CHECKED_OUT: "upload",
+    JobState.UPLOADED: "submit",
+    JobState.SUBMITTED: "monitor",
+    JobState.RUNNING: "monitor",
+    JobState.RUN_FINISHED: "download",
+    JobState.DOWNLOADED: "complete",
+}
+
+
+def run_dir_for(work_dir: str, uuid: str, index: int) -> str:
+    """``work_dir/uu/id/<uuid>_<index>``: spreads run folders over sub-folders."""
+    return str(PurePosixPath(work_dir) / uuid[:2] / uuid[2:4] / f"{uuid}_{index}")
+
+
+class ActionContext:
+    """What one action process holds: the database, hosts, queue adapters, JobStore.
+
+    Parameters
+    ----------
+    project
+        The loaded project.
+    action
+        Name of the action, used in the lock token and the logger.
+    """
+
+    def __init__(self, project, action: str):
+        self.project = project
+        self.action = action
+        self.db = open_queue_db(project)
+        self.lock_id = lock_token(action)
+        self.log = logging.getLogger(f"jfr.{action}")
+        self._hosts = {}
+        self._queues = {}
+        self._jobstore = None
+        self.last_poll = {}
+
+    def worker(self, name: str):
+        worker = self.project.workers.get(name)
+        if worker is None:
+            raise JobFailure(f"worker {name!r} is not in the project file")
+        return worker
+
+    def host(self, worker):
+        if worker.name not in self._hosts:
+            from jfr_lib.hosts import get_host
+
+            self._hosts[worker.name] = get_host(worker)
+        return self._hosts[worker.name]
+
+    def queue(self, worker):
+        if worker.scheduler_type not in self._queues:
+            from jfr_lib.queue import QueueAdapter
+
+            self._queues[worker.scheduler_type] = QueueAdapter(worker.scheduler_type)
+        return self._queues[worker.scheduler_type]
+
+    def jobstore(self):
+        if self._jobstore is None:
+            from jfr_lib.jobstore import get_jobstore
+
+            self._jobstore = get_jobstore(self.project)
+        return self._jobstore
+
+    def claim(self, state) -> dict | None:
+        """Lock the next job in ``state`` whose retry time has come."""
+        return self.db.claim_job({"state": str(state), "retry_due": time.time()}, self.lock_id)
+
+    def close(self):
+        for host in self._hosts.values():
+            try:
+                host.close()
+            except Exception:
+                pass
+        self.db.close()
+
+    # --- outcomes -------------------------------------------------------------
+    def advance(self, job: dict, new_state, **changes) -> bool:
+        """Move a job this process locked to ``new_state`` and unlock it."""
+        changes.update(lock_id=None, lock_time=None, step_attempts=0, retry_time=None)
+        ok = self.db.set_state(job, new_state, expect_lock=self.lock_id, **changes)
+        if not ok:
+            self.log.warning("job %s: lost its lock before reaching %s", job["db_id"], new_state)
+        return ok
+
+    def fail(self, job: dict, message: str, tb: str | None = None, state=JobState.FAILED) -> None:
+        """Record a permanent failure: the error, its traceback, the state it came from."""
+        self.log.info("job %s (%s) %s: %s", job["db_id"], job["name"], state, message)
+        self.db.set_state(job, state, expect_lock=self.lock_id, error=message, traceback=tb,
+                          failed_step=self.action, lock_id=None, lock_time=None)  # fmt: skip
+        from jfr_lib.dependencies import release_children
+
+        release_children(self.db, job["uuid"])
+        self.db.refresh_flow_state(job["flow_uuid"])
+
+    def step_failed(self, job: dict, exc: BaseException) -> None:
+        """Route an exception raised while acting on ``job``.
+
+        Host and queue errors are transient: the step is retried after the
+        configured delays, then the job becomes REMOTE_ERROR. Anything else is
+        permanent and the job becomes FAILED at once.
+        """
+        opts = self.project.runner
+        transient = isinstance(exc, HostError) or (isinstance(exc, QueueError) and exc.transient)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, (JobFailure, ConfigError)) or not transient:
+            tb = getattr(exc, "traceback", None)
+            if tb is None and not isinstance(exc, (JobFailure, QueueError, ConfigError)):
+                tb = traceback.format_exc()
+            self.fail(job, message, tb)
+            return
+        attempts = int(job.get("step_attempts") or 0) + 1
+        if attempts >= opts.max_step_attempts:
+            self.fail(job, f"{self.action} failed {attempts} times: {message}",
+                      state=JobState.REMOTE_ERROR)  # fmt: skip
+            return
+        delay = opts.delta_retry[min(attempts - 1, len(opts.delta_retry) - 1)]
+        self.log.warning("job %s: %s failed (attempt %d), retry in %g s: %s",
+                         job["db_id"], self.action, attempts, delay, message)  # fmt: skip
+        self.db.release_job(job["db_id"], self.lock_id, {
+            "step_attempts": attempts, "retry_time": time.time() + delay,
+            "last_error": message, "last_error_step": self.action,
+        })  # fmt: skip
+
+
+def guarded(ctx: ActionContext, job: dict, func) -> bool:
+    """Run ``func(job)``; route any exception through :meth:`ActionContext.step_failed`."""
+    try:
+        func(job)
+        return True
+    except Exception as exc:  # every failure must land in the job document
+        ctx.step_failed(job, exc)
+        return False

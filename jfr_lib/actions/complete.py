@@ -1,0 +1,132 @@
+"""DOWNLOADED -> COMPLETED or FAILED: store outputs, apply the response, release children.
+
+The order makes every step safe to repeat after a crash: outputs are upserted
+by (uuid, index); new jobs are inserted unless their (uuid, index) exists;
+parents are added as a set; the job is marked COMPLETED (still locked) before
+its children are looked at; the lock goes last.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jfr_lib.actions import ActionContext
+from jfr_lib.dependencies import release_children, stop_descendants, stop_flow, sweep_waiting
+from jfr_lib.errors import JobFailure
+from jfr_lib.states import JobState
+from jfr_lib.submit import RUN_CONFIG_KEYS, new_job_document
+from jfr_lib.worker import OUT_FILE, STORE_FILE, store_object_hook
+
+
+def prepare(ctx: ActionContext) -> None:
+    """At start: release children that a killed runner left waiting."""
+    released = sweep_waiting(ctx.db)
+    if released:
+        ctx.log.info("released %d waiting jobs whose parents were done", len(released))
+
+
+def read_output(folder: str) -> dict:
+    path = Path(folder) / OUT_FILE
+    try:
+        out = json.loads(path.read_text(), object_hook=store_object_hook)
+    except FileNotFoundError:
+        tail = _tail(Path(folder) / "queue.err")
+        more = f"; queue.err ends with: {tail}" if tail else ""
+        raise JobFailure(f"the job ended without writing {OUT_FILE}{more}") from None
+    except (OSError, ValueError) as exc:
+        raise JobFailure(f"{OUT_FILE} is unreadable or corrupt: {exc}") from None
+    if out.get("state") not in ("COMPLETED", "FAILED"):
+        raise JobFailure(f"{OUT_FILE} has no valid state")
+    return out
+
+
+def _tail(path: Path, limit: int = 500) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return " ".join(text[-limit:].split())
+
+
+def store_outputs(ctx: ActionContext, folder: str) -> None:
+    from jfr_lib.jobstore import store_lock
+
+    path = Path(folder) / STORE_FILE
+    try:
+        data = json.loads(path.read_text(), object_hook=store_object_hook)
+    except (OSError, ValueError) as exc:
+        raise JobFailure(f"{STORE_FILE} is missing or corrupt: {exc}") from None
+    store = ctx.jobstore()
+    with store_lock(ctx.project, exclusive=True):
+        for name, docs in (data.get("additional") or {}).items():
+            if docs:
+                if name not in store.additional_stores:
+                    raise JobFailure(f"the job wrote to additional store {name!r}, which the JobStore lacks")
+                store.additional_stores[name].update(docs, key="blob_uuid")
+        if data.get("docs"):
+            store.docs_store.update(data["docs"], key=["uuid", "index"])
+
+
+def add_new_jobs(ctx: ActionContext, job: dict, response: dict) -> None:
+    """Insert the jobs of replace / addition / detour, wired to the current job."""
+    defaults = {k: job.get(k) for k in RUN_CONFIG_KEYS}
+    children_before = None
+    for kind in ("replace", "detour", "addition"):
+        graph = response.get(kind)
+        if not graph:
+            continue
+        new_uuids = {item["job"]["uuid"] for item in graph["jobs"]}
+        docs = []
+        for item in graph["jobs"]:
+            parents = list(item["parents"])
+            if kind != "replace" and not parents:
+                parents = [job["uuid"]]  # roots start once the current job is done
+            docs.append(new_job_document(item["job"], parents, job["flow_uuid"], defaults))
+        for doc in docs:
+            states = ctx.db.latest_states([p for p in doc["parents"] if p not in new_uuids])
+            waiting = any(p in new_uuids or p == job["uuid"] or states.get(p, "COMPLETED") != "COMPLETED"
+                          for p in doc["parents"])  # fmt: skip
+            doc["state"] = str(JobState.WAITING if waiting else JobState.READY)
+        if kind == "detour":
+            # the current job's children now also wait for the detour's leaves
+            children_before = [c["db_id"] for c in ctx.db.children(job["uuid"])
+                               if c["uuid"] not in new_uuids]  # fmt: skip
+        ctx.db.insert_jobs(docs)
+        if kind == "detour" and children_before:
+            ctx.db.add_parents(children_before, graph["leaves"])
+    ctx.db.update_flow(job["flow_uuid"], {"n_jobs": ctx.db.count_jobs({"flow_uuid": job["flow_uuid"]})})
+
+
+def complete(ctx: ActionContext, job: dict) -> None:
+    folder = job.get("local_dir") or job["run_dir"]
+    out = read_output(folder)
+    times = {k: out.get(k) for k in ("start_time", "end_time", "host", "run_seconds")}
+    if out["state"] == "FAILED":
+        ctx.db.update_job(job["db_id"], times, lock_id=ctx.lock_id)
+        raise JobFailure(out.get("error") or "the job failed", out.get("traceback"))
+    store_outputs(ctx, folder)
+    response = out.get("response") or {}
+    add_new_jobs(ctx, job, response)
+    if response.get("stop_children"):
+        stop_descendants(ctx.db, job["uuid"])
+    if response.get("stop_jobflow"):
+        stop_flow(ctx.db, job["flow_uuid"])
+    changes = dict(times, stored_data=response.get("stored_data"), error=None)
+    if not ctx.db.set_state(job, JobState.COMPLETED, expect_lock=ctx.lock_id, **changes):
+        ctx.log.warning("job %s: lost its lock while completing", job["db_id"])
+        return
+    release_children(ctx.db, job["uuid"])
+    ctx.db.release_job(job["db_id"], ctx.lock_id)
+    ctx.db.refresh_flow_state(job["flow_uuid"])
+
+
+def step(ctx: ActionContext) -> int:
+    moved = 0
+    while (job := ctx.claim(JobState.DOWNLOADED)) is not None:
+        try:
+            complete(ctx, job)
+            moved += 1
+        except Exception as exc:  # every failure must land in the job document
+            ctx.step_failed(job, exc)
+    return moved

@@ -1,0 +1,82 @@
+"""UPLOADED -> SUBMITTED: write ``submit.sh`` and hand it to the worker's queue.
+
+Before submitting, the step looks for signs of an earlier submission that died
+before it was recorded (a queue id, the worker's started marker, the output
+file): a job is never handed to the queue twice because of a crash. The
+worker's own marker refuses a second run even if it were.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+
+from jfr_lib.actions import ActionContext, guarded
+from jfr_lib.config import ExecConfig
+from jfr_lib.errors import JobFailure
+from jfr_lib.queue import SCRIPT_NAME
+from jfr_lib.states import JobState
+from jfr_lib.worker import OUT_FILE, STARTED_FILE
+
+
+def exec_config_of(ctx: ActionContext, job: dict) -> ExecConfig | None:
+    ec = job.get("exec_config")
+    if ec is None:
+        return None
+    if isinstance(ec, str):
+        if ec not in ctx.project.exec_config:
+            raise JobFailure(f"exec_config {ec!r} is not in the project file")
+        return ctx.project.exec_config[ec]
+    known = {"modules", "export", "pre_run", "post_run"}
+    extra = set(ec) - known
+    if extra:
+        raise JobFailure(f"exec_config has unknown keys: {', '.join(sorted(extra))}")
+    return ExecConfig(name="inline", modules=list(ec.get("modules") or []),
+                      export={str(k): str(v) for k, v in (ec.get("export") or {}).items()},
+                      pre_run=ec.get("pre_run"), post_run=ec.get("post_run"))  # fmt: skip
+
+
+def resources_of(worker, job: dict):
+    """The job's resources over the worker's defaults (a QResources replaces them)."""
+    res = job.get("resources")
+    if isinstance(res, dict) and res.get("@class") == "QResources":
+        return res
+    merged = dict(worker.resources or {})
+    merged.update(res or {})
+    return merged
+
+
+def worker_command(worker, run_dir: str) -> str:
+    import shlex
+
+    python = worker.python or (sys.executable if worker.is_local else "python3")
+    return f"{python} -m jfr_lib.worker {shlex.quote(run_dir)}"
+
+
+def submit(ctx: ActionContext, job: dict) -> None:
+    worker = ctx.worker(job["worker"])
+    host = ctx.host(worker)
+    run_dir = job["run_dir"]
+    if job.get("queue_id") or host.exists(f"{run_dir}/{STARTED_FILE}") or host.exists(
+        f"{run_dir}/{OUT_FILE}"
+    ):
+        ctx.log.warning("job %s was already submitted; not submitting again", job["db_id"])
+        ctx.advance(job, JobState.SUBMITTED)
+        return
+    queue = ctx.queue(worker)
+    script = queue.script(
+        worker_command(worker, run_dir), run_dir, resources=resources_of(worker, job),
+        exec_config=exec_config_of(ctx, job), pre_run=worker.pre_run, post_run=worker.post_run,
+    )  # fmt: skip
+    host.write_text(f"{run_dir}/{SCRIPT_NAME}", script)
+    result = host.run(queue.submit_command(SCRIPT_NAME), cwd=run_dir)
+    queue_id = queue.parse_submit(result.exit_code, result.stdout, result.stderr)
+    stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    ctx.advance(job, JobState.SUBMITTED, queue_id=queue_id, submitted_on=stamp)
+
+
+def step(ctx: ActionContext) -> int:
+    moved = 0
+    while (job := ctx.claim(JobState.UPLOADED)) is not None:
+        moved += guarded(ctx, job, lambda j: submit(ctx, j))
+    return moved

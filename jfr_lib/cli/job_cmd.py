@@ -1,0 +1,126 @@
+"""``jfr job``: list jobs, show one, print its output."""
+
+from __future__ import annotations
+
+from jfr_lib.cli.output import add_json_flag, print_json, print_table
+
+#: Keys of ``jfr job list --json``, in order (a stable interface for scripts).
+LIST_KEYS = ("db_id", "uuid", "index", "name", "state", "worker", "priority", "flow_uuid",
+             "queue_id", "created_on", "updated_on", "error")  # fmt: skip
+
+
+def add_arguments(sub) -> None:
+    p = sub.add_parser("job", help="list and inspect jobs",
+                       description="List jobs, show their details and print their outputs. "
+                       "A job is named by its db_id (a number) or its uuid.")  # fmt: skip
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    lst = verbs.add_parser("list", help="list jobs", description="List jobs, newest last.")
+    lst.add_argument("-s", "--state", metavar="STATE", action="append",
+                     help="only jobs in this state (repeat or separate with commas)")  # fmt: skip
+    lst.add_argument("-n", "--limit", metavar="N", type=int, default=0,
+                     help="show at most the last N jobs")  # fmt: skip
+    add_json_flag(lst)
+    lst.set_defaults(func=run_list)
+    info = verbs.add_parser("info", help="show everything recorded about a job",
+                            description="Show the job document: states, times, run folder, "
+                            "queue id, error and traceback.")  # fmt: skip
+    info.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
+    add_json_flag(info)
+    info.set_defaults(func=run_info)
+    out = verbs.add_parser("output", help="print the output of a job",
+                           description="Print the output the job stored in the JobStore.")
+    out.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
+    add_json_flag(out)
+    out.set_defaults(func=run_output)
+
+
+def _states(values) -> list:
+    from jfr_lib.errors import UsageError
+    from jfr_lib.states import JobState
+
+    out = []
+    for value in values or []:
+        for name in value.split(","):
+            name = name.strip().upper()
+            if name not in JobState.__members__:
+                raise UsageError(f"unknown state {name!r} (one of: {', '.join(JobState.__members__)})")
+            out.append(name)
+    return out
+
+
+def get_job_or_fail(db, job_id: str) -> dict:
+    from jfr_lib.errors import NotFoundError
+
+    job = db.get_job(db_id=int(job_id)) if job_id.isdigit() else db.get_job(uuid=job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id}")
+    return job
+
+
+def run_list(args) -> int:
+    from jfr_lib.config import load_project
+    from jfr_lib.queue_db import open_queue_db
+
+    project = load_project(args.project)
+    query = {}
+    states = _states(args.state)
+    if states:
+        query["state"] = states
+    with open_queue_db(project) as db:
+        if args.limit:
+            jobs = db.find_jobs(query, sort=[("db_id", -1)], limit=args.limit)[::-1]
+        else:
+            jobs = db.find_jobs(query, sort=[("db_id", 1)])
+    rows = [{k: j.get(k) for k in LIST_KEYS} for j in jobs]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, [("db_id", "ID"), ("name", "NAME"), ("state", "STATE"),
+                           ("worker", "WORKER"), ("priority", "PRIO"), ("updated_on", "UPDATED"),
+                           ("uuid", "UUID"), ("index", "IDX")], empty="no jobs")  # fmt: skip
+    return 0
+
+
+def run_info(args) -> int:
+    from jfr_lib.config import load_project
+    from jfr_lib.queue_db import open_queue_db
+
+    with open_queue_db(load_project(args.project)) as db:
+        job = get_job_or_fail(db, args.job_id)
+    if args.json:
+        print_json(job)
+        return 0
+    skip = {"job", "traceback"}
+    width = max(len(k) for k in job)
+    for key, value in job.items():
+        if key not in skip and value not in (None, "", [], {}):
+            print(f"{key.ljust(width)}  {value}")
+    fn = (job.get("job") or {}).get("function") or {}
+    print(f"{'function'.ljust(width)}  {fn.get('@module')}.{fn.get('@callable')}")
+    if job.get("traceback"):
+        print("traceback:\n" + job["traceback"].rstrip())
+    return 0
+
+
+def run_output(args) -> int:
+    import json
+
+    from jfr_lib.config import load_project
+    from jfr_lib.errors import NotFoundError
+    from jfr_lib.jobstore import get_jobstore, store_lock
+    from jfr_lib.queue_db import open_queue_db
+
+    project = load_project(args.project)
+    with open_queue_db(project) as db:
+        job = get_job_or_fail(db, args.job_id)
+    store = get_jobstore(project)
+    try:
+        with store_lock(project, exclusive=False):
+            output = store.get_output(job["uuid"], which=job["index"], load=True)
+    except ValueError:
+        raise NotFoundError(f"job {args.job_id} ({job['state']}) has no output yet") from None
+    from monty.json import MontyEncoder
+
+    print(json.dumps(output, cls=MontyEncoder, indent=None if args.json else 2))
+    return 0

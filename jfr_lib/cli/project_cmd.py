@@ -1,0 +1,151 @@
+"""``jfr project``: create, list and show project files."""
+
+from __future__ import annotations
+
+import argparse
+
+from jfr_lib.cli.output import add_json_flag, print_json, print_table
+
+SECRETS = ("password", "passphrase")
+
+STARTER = """\
+# jfr project file. Keys follow jobflow-remote's, so its files load unchanged.
+name: {name}
+
+# Data folder: the embedded queue database (queue.db) and JobStore live here.
+base_dir: {base_dir}
+
+workers:
+  # A worker is where jobs run. `local` runs them on this machine, each as its
+  # own background process; `remote` (with host, user, ...) runs them over SSH.
+  local:
+    type: local
+    scheduler_type: shell      # shell, slurm, pbs or sge
+    work_dir: {work_dir}
+    # max_jobs: 4              # most jobs queued or running at once
+    # pre_run: |               # shell lines run before every job
+    #   source ~/venv/bin/activate
+    # resources: {{}}            # default scheduler options
+
+# Named environments for jobs (select with exec_config="NAME").
+exec_config: {{}}
+#  example:
+#    modules: [python/3.11]
+#    export: {{OMP_NUM_THREADS: "1"}}
+#    pre_run: "echo starting"
+
+# queue: absent = embedded SQLite file in base_dir. For MongoDB:
+# queue:
+#   backend: mongodb
+#   uri: mongodb://localhost:27017
+#   database: jfr
+
+# jobstore: absent = embedded MontyStore in base_dir with an additional store
+# named `data`. Any JobStore.from_dict_spec mapping works, e.g.
+# jobstore:
+#   docs_store: {{type: MongoStore, database: db, collection_name: outputs}}
+#   additional_stores:
+#     data: {{type: GridFSStore, database: db, collection_name: outputs_blobs}}
+
+runner:
+  max_step_attempts: 3         # tries of a failing step before REMOTE_ERROR
+  delta_retry: [30, 300, 1200] # seconds before each retry
+"""
+
+
+def add_arguments(sub) -> None:
+    p = sub.add_parser("project", help="create, list and show projects",
+                       description="Manage project files. A project names the workers, the "
+                       "queue database and the JobStore.")  # fmt: skip
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    init = verbs.add_parser("init", help="write a starter project file",
+                            description="Write a commented project file with a local worker, "
+                            "the embedded queue database and the embedded JobStore.")  # fmt: skip
+    init.add_argument("name", metavar="NAME", help="project name (also the file name)")
+    init.add_argument("--base-dir", metavar="DIR", help="data folder (default: user data folder)")
+    init.add_argument("--work-dir", metavar="DIR", help="run folder of the local worker")
+    init.add_argument("--format", choices=("yaml",), default="yaml", help=argparse.SUPPRESS)
+    init.set_defaults(func=run_init)
+    lst = verbs.add_parser("list", help="list the projects",
+                           description="List the project files in the projects folder.")
+    add_json_flag(lst)
+    lst.set_defaults(func=run_list)
+    show = verbs.add_parser("show", help="show the loaded project",
+                            description="Load and validate the project file, then show it.")
+    add_json_flag(show)
+    show.set_defaults(func=run_show)
+
+
+def run_init(args) -> int:
+    import re
+    from pathlib import Path
+
+    from jfr_lib.config import default_base_dir, load_project_file, project_files, projects_dir
+    from jfr_lib.errors import UsageError
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
+        raise UsageError(f"project name {args.name!r}: use letters, digits, '.', '_' and '-'")
+    if args.name in project_files():
+        raise UsageError(f"project {args.name!r} already exists: {project_files()[args.name]}")
+    base = Path(args.base_dir).expanduser().absolute() if args.base_dir else default_base_dir(args.name)
+    work = Path(args.work_dir).expanduser().absolute() if args.work_dir else base / "run"
+    folder = projects_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{args.name}.yaml"
+    path.write_text(STARTER.format(name=args.name, base_dir=base, work_dir=work))
+    load_project_file(path)  # the starter must always load
+    print(f"created {path}")
+    return 0
+
+
+def run_list(args) -> int:
+    from jfr_lib.config import load_project_file, project_files
+    from jfr_lib.errors import ConfigError
+
+    rows = []
+    for name, path in project_files().items():
+        try:
+            load_project_file(path)
+            status = "ok"
+        except ConfigError as exc:
+            status = f"invalid: {exc.reason}"
+        rows.append({"name": name, "path": str(path), "status": status})
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, [("name", "NAME"), ("status", "STATUS"), ("path", "FILE")],
+                    empty="no projects: create one with `jfr project init NAME`")  # fmt: skip
+    return 0
+
+
+def run_show(args) -> int:
+    from dataclasses import asdict
+
+    from jfr_lib.config import load_project
+
+    p = load_project(args.project)
+    data = {
+        "name": p.name,
+        "file": str(p.path),
+        "base_dir": str(p.base_dir),
+        "queue": asdict(p.queue) | ({"path": str(p.queue_db_path)} if p.queue.backend == "sqlite" else {}),
+        "workers": {n: {k: ("***" if k in SECRETS else v) for k, v in asdict(w).items()
+                        if v not in (None, {}, [])} for n, w in p.workers.items()},
+        "exec_config": {n: asdict(e) for n, e in p.exec_config.items()},
+        "jobstore": p.jobstore or "embedded (MontyStore in base_dir/jobstore)",
+        "runner": asdict(p.runner),
+        "metadata": p.metadata,
+    }  # fmt: skip
+    if getattr(args, "json", False):
+        print_json(data)
+        return 0
+    import json
+
+    print(f"project {p.name} ({p.path})")
+    for key, value in data.items():
+        if key in ("name", "file"):
+            continue
+        text = json.dumps(value, indent=2, default=str) if isinstance(value, (dict, list)) else value
+        print(f"{key}: {text}")
+    return 0

@@ -1,0 +1,19 @@
+"""How to reach the machine where jobs run: the local host, or SSH."""
+
+from __future__ import annotations
+
+from jfr_lib.hosts.base import Host, RunResult
+
+
+def get_host(worker) -> Host:
+    """The host object for a worker of the project file."""
+    if worker.is_local:
+        from jfr_lib.hosts.local import LocalHost
+
+        return LocalHost(timeout=worker.timeout_execute)
+    from jfr_lib.errors import HostError
+
+    raise HostError(f"worker {worker.name}: remote workers are not supported yet")
+
+
+__all__ = ["Host", "RunResult", "get_host"]

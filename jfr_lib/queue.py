@@ -1,0 +1,167 @@
+"""What to tell the queue system, through qtoolkit: pure text in, text out.
+
+Nothing here runs a process: the actions run the commands this module builds
+on a host and hand the results back to be parsed.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from jfr_lib.errors import QueueError
+
+SCRIPT_NAME = "submit.sh"
+QUEUE_OUT = "queue.out"
+QUEUE_ERR = "queue.err"
+
+#: qtoolkit QState names that mean "still in the queue".
+ACTIVE = {"QUEUED", "QUEUED_HELD", "RUNNING", "SUSPENDED", "REQUEUED"}
+
+
+@dataclass
+class JobStatus:
+    """What the queue says of one job: ``QUEUED``, ``RUNNING``, ... or ``GONE``."""
+
+    queue_id: str
+    state: str
+    reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def running(self) -> bool:
+        return self.state == "RUNNING"
+
+
+def _io(scheduler_type: str):
+    if scheduler_type == "shell":
+        from qtoolkit.io.shell import ShellIO
+
+        return ShellIO(stdout_path=QUEUE_OUT, stderr_path=QUEUE_ERR)
+    if scheduler_type == "slurm":
+        from qtoolkit.io.slurm import SlurmIO
+
+        return SlurmIO()
+    if scheduler_type == "pbs":
+        from qtoolkit.io.pbs import PBSIO
+
+        return PBSIO()
+    if scheduler_type == "sge":
+        from qtoolkit.io.sge import SGEIO
+
+        return SGEIO()
+    raise QueueError(f"unknown scheduler_type {scheduler_type!r}", transient=False)
+
+
+class QueueAdapter:
+    """Scripts, commands and parsers for one scheduler type.
+
+    Parameters
+    ----------
+    scheduler_type
+        ``shell``, ``slurm``, ``pbs`` or ``sge``.
+    """
+
+    def __init__(self, scheduler_type: str):
+        self.scheduler_type = scheduler_type
+        self.io = _io(scheduler_type)
+
+    def script(self, command: str, run_dir: str, resources=None, exec_config=None,
+               pre_run=None, post_run=None) -> str:  # fmt: skip
+        """The submission script: scheduler header, environment, the command.
+
+        Parameters
+        ----------
+        command
+            The worker command.
+        run_dir
+            Folder the job runs in.
+        resources
+            Mapping of scheduler keywords or a qtoolkit ``QResources``.
+        exec_config
+            :class:`jfr_lib.config.ExecConfig` (or None).
+        pre_run, post_run
+            The worker's own shell lines.
+        """
+        from qtoolkit.core.data_objects import QResources
+
+        options = resources
+        if isinstance(resources, dict) and resources.get("@class") == "QResources":
+            options = QResources.from_dict(resources)
+        elif isinstance(resources, dict):
+            options = dict(resources)
+            if self.scheduler_type != "shell":
+                options.setdefault("qout_path", QUEUE_OUT)
+                options.setdefault("qerr_path", QUEUE_ERR)
+        elif isinstance(options, QResources) and self.scheduler_type != "shell":
+            options.output_filepath = options.output_filepath or QUEUE_OUT
+            options.error_filepath = options.error_filepath or QUEUE_ERR
+        lines = []
+        if pre_run:
+            lines.append(pre_run.rstrip())
+        if exec_config is not None:
+            if exec_config.modules:
+                lines.append("module purge 2>/dev/null || true")
+                lines += [f"module load {m}" for m in exec_config.modules]
+            for key, value in exec_config.export.items():
+                escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+                lines.append(f'export {key}="{escaped}"')
+            if exec_config.pre_run:
+                lines.append(exec_config.pre_run.rstrip())
+        lines += [f"cd {shlex.quote(run_dir)}", command]
+        if exec_config is not None and exec_config.post_run:
+            lines.append(exec_config.post_run.rstrip())
+        if post_run:
+            lines.append(post_run.rstrip())
+        try:
+            return self.io.get_submission_script(lines, options) + "\n"
+        except (ValueError, TypeError, KeyError) as exc:
+            raise QueueError(f"bad resources: {' '.join(str(exc).split())}", transient=False) from None
+
+    def submit_command(self, script: str = SCRIPT_NAME) -> str:
+        """The command that submits ``script`` (run it from the run folder)."""
+        return self.io.get_submit_cmd(script)
+
+    def parse_submit(self, exit_code: int, stdout: str, stderr: str) -> str:
+        """The queue id from the output of the submit command.
+
+        Raises
+        ------
+        QueueError
+            Submission failed (``transient`` tells whether retrying may help).
+        """
+        result = self.io.parse_submit_output(exit_code, stdout, stderr)
+        if result.job_id:
+            return str(result.job_id)
+        text = " ".join((stderr or stdout or "no output").split())
+        permanent = any(s in text.lower() for s in ("invalid", "unknown", "not exist", "rejected"))
+        raise QueueError(f"submission failed (exit {exit_code}): {text[:300]}", transient=not permanent)
+
+    def status_command(self, queue_ids, user: str | None = None) -> str:
+        """One command that reports on all of ``queue_ids``."""
+        ids = [str(i) for i in queue_ids]
+        if self.scheduler_type == "shell":
+            return f"ps -o pid,user,etime,state,comm -p {','.join(ids)}"
+        return self.io.get_jobs_list_cmd(ids, user)
+
+    def parse_status(self, exit_code: int, stdout: str, stderr: str, queue_ids) -> dict:
+        """queue id -> :class:`JobStatus` for each asked id (``GONE`` when absent)."""
+        from qtoolkit.core.exceptions import CommandFailedError, OutputParsingError
+
+        try:
+            jobs = self.io.parse_jobs_list_output(exit_code, stdout, stderr)
+        except (CommandFailedError, OutputParsingError) as exc:
+            raise QueueError(f"queue status failed: {' '.join(str(exc).split())[:300]}") from None
+        seen = {}
+        for qjob in jobs:
+            state = qjob.state.name if qjob.state is not None else "UNKNOWN"
+            if self.scheduler_type == "shell" and qjob.name not in ("bash", "sh"):
+                continue  # the pid was reused by an unrelated process
+            seen[str(qjob.job_id)] = JobStatus(str(qjob.job_id), state)
+        return {str(i): seen.get(str(i), JobStatus(str(i), "GONE")) for i in queue_ids}
+
+    def cancel_command(self, queue_id) -> str:
+        return self.io.get_cancel_cmd(str(queue_id))

@@ -1,0 +1,27 @@
+"""The queue database: where jobs and flows live, behind one small interface.
+
+``open_queue_db(project)`` gives the backend the project asks for: the embedded
+SQLite file by default, MongoDB when ``queue.backend`` is ``mongodb``.
+"""
+
+from __future__ import annotations
+
+from jfr_lib.queue_db.base import ANY, QueueDB, lock_token, now_iso
+
+__all__ = ["ANY", "QueueDB", "lock_token", "now_iso", "open_queue_db"]
+
+
+def open_queue_db(project) -> QueueDB:
+    """Open the queue database of ``project`` (a :class:`jfr_lib.config.Project`)."""
+    q = project.queue
+    if q.backend == "mongodb":
+        from jfr_lib.queue_db.mongo import MongoQueueDB
+
+        if q.uri and q.uri.startswith("mongomock://"):
+            import mongomock  # only tests use this scheme
+
+            return MongoQueueDB(database=q.database, prefix=q.prefix, client=mongomock.MongoClient())
+        return MongoQueueDB(q.uri, q.database, q.prefix)
+    from jfr_lib.queue_db.sqlite import SQLiteQueueDB
+
+    return SQLiteQueueDB(project.queue_db_path)

@@ -1,0 +1,257 @@
+"""The MongoDB queue database: the same interface, on pymongo.
+
+A claim is one ``find_one_and_update``, which MongoDB applies atomically to one
+document; every compare-and-set is an ``update_one`` whose filter holds the
+expected state and lock.
+"""
+
+from __future__ import annotations
+
+import time
+
+from jfr_lib.errors import QueueDBError
+from jfr_lib.queue_db.base import (
+    ANY,
+    FLOW_COLUMNS,
+    JOB_COLUMNS,
+    SCHEMA_VERSION,
+    QueueDB,
+    check_query,
+    now_iso,
+)
+
+
+def _filter(query: dict | None, columns) -> dict:
+    query = query or {}
+    check_query(query, columns)
+    out = {}
+    for key, value in query.items():
+        if key == "retry_due":
+            out["$or"] = [{"retry_time": None}, {"retry_time": {"$lte": value}}]
+        elif key == "locked":
+            out["lock_id"] = {"$ne": None} if value else None
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            out[key] = {"$in": [str(v) if key == "state" else v for v in value]}
+        else:
+            out[key] = str(value) if key == "state" and value is not None else value
+    return out
+
+
+def _sort(sort) -> list | None:
+    return [(k, 1 if d >= 0 else -1) for k, d in sort] if sort else None
+
+
+def _clean(doc):
+    if doc is not None:
+        doc.pop("_id", None)
+    return doc
+
+
+class MongoQueueDB(QueueDB):
+    """Queue database in three MongoDB collections (``PREFIX_jobs``, ``_flows``, ``_meta``).
+
+    Parameters
+    ----------
+    uri
+        MongoDB connection URI.
+    database
+        Database name.
+    prefix
+        Prefix of the collection names.
+    client
+        An already built client (tests pass a mongomock client).
+    """
+
+    def __init__(self, uri: str | None = None, database: str = "jfr", prefix: str = "jfr",
+                 client=None, timeout: float = 20.0):  # fmt: skip
+        if client is None:
+            try:
+                import pymongo
+            except ImportError:
+                raise QueueDBError("the mongodb backend needs pymongo: pip install pymongo") from None
+            client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=int(timeout * 1000),
+                                         socketTimeoutMS=int(timeout * 1000))  # fmt: skip
+        self.client = client
+        db = client[database]
+        self.jobs = db[f"{prefix}_jobs"]
+        self.flows = db[f"{prefix}_flows"]
+        self.meta = db[f"{prefix}_meta"]
+        try:
+            self._ensure_schema()
+        except QueueDBError:
+            raise
+        except Exception as exc:  # pymongo has many error classes
+            raise QueueDBError(f"{uri}: cannot open the queue database: {exc}") from None
+
+    def _ensure_schema(self):
+        doc = self.meta.find_one({"_id": "schema_version"})
+        if doc is None:
+            self.jobs.create_index([("uuid", 1), ("index", 1)], unique=True)
+            self.jobs.create_index([("db_id", 1)], unique=True)
+            self.jobs.create_index([("state", 1), ("priority", -1), ("db_id", 1)])
+            self.jobs.create_index([("worker", 1), ("state", 1)])
+            self.jobs.create_index([("flow_uuid", 1)])
+            self.jobs.create_index([("parents", 1)])
+            self.jobs.create_index([("lock_id", 1)])
+            self.flows.create_index([("uuid", 1)], unique=True)
+            self.flows.create_index([("db_id", 1)], unique=True)
+            self.meta.update_one({"_id": "schema_version"},
+                                 {"$setOnInsert": {"value": SCHEMA_VERSION}}, upsert=True)  # fmt: skip
+            version = SCHEMA_VERSION
+        else:
+            version = doc["value"]
+        if version > SCHEMA_VERSION:
+            raise QueueDBError(
+                f"queue database schema version {version} is newer than this jfr knows "
+                f"({SCHEMA_VERSION}): upgrade jfr"
+            )
+
+    def close(self):
+        self.client.close()
+
+    def _next_ids(self, name: str, n: int) -> int:
+        """Reserve ``n`` consecutive ids; return the first."""
+        from pymongo import ReturnDocument
+
+        doc = self.meta.find_one_and_update(
+            {"_id": f"counter_{name}"}, {"$inc": {"value": n}}, upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )  # fmt: skip
+        return doc["value"] - n + 1
+
+    # --- meta -------------------------------------------------------------------
+    def get_meta(self, key, default=None):
+        doc = self.meta.find_one({"_id": key})
+        return default if doc is None else doc["value"]
+
+    def set_meta(self, key, value):
+        self.meta.update_one({"_id": key}, {"$set": {"value": value}}, upsert=True)
+
+    # --- inserts ----------------------------------------------------------------
+    def _prepare(self, jobs, first_id):
+        stamp = now_iso()
+        out = []
+        for i, job in enumerate(jobs):
+            job = {"created_on": stamp, "updated_on": stamp, "priority": 0, **job}
+            job["db_id"] = first_id + i
+            job["state"] = str(job["state"])
+            job.setdefault("lock_id", None)
+            job.setdefault("retry_time", None)
+            out.append(job)
+        return out
+
+    def insert_flow(self, flow, jobs):
+        if self.flows.find_one({"uuid": flow["uuid"]}, {"_id": 1}):
+            raise KeyError(flow["uuid"])
+        uuids = list({j["uuid"] for j in jobs})
+        found = self.jobs.find_one({"uuid": {"$in": uuids}}, {"uuid": 1})
+        if found:
+            raise KeyError(found["uuid"])
+        first = self._next_ids("jobs", len(jobs)) if jobs else 0
+        docs = self._prepare(jobs, first)
+        stamp = now_iso()
+        flow_doc = {"created_on": stamp, "updated_on": stamp, **flow}
+        flow_doc["db_id"] = self._next_ids("flows", 1)
+        flow_doc["state"] = str(flow_doc["state"])
+        try:
+            if docs:
+                self.jobs.insert_many([dict(d) for d in docs])
+            self.flows.insert_one(dict(flow_doc))
+        except Exception:
+            # not transactional: undo what went in, so nothing half-written remains
+            self.jobs.delete_many({"db_id": {"$in": [d["db_id"] for d in docs]}})
+            self.flows.delete_one({"uuid": flow["uuid"]})
+            raise
+        return [d["db_id"] for d in docs]
+
+    def insert_jobs(self, jobs):
+        from pymongo.errors import DuplicateKeyError
+
+        ids = []
+        for job in jobs:
+            existing = self.jobs.find_one({"uuid": job["uuid"], "index": job["index"]}, {"db_id": 1})
+            if existing:
+                ids.append(existing["db_id"])
+                continue
+            doc = self._prepare([job], self._next_ids("jobs", 1))[0]
+            try:
+                self.jobs.insert_one(dict(doc))
+                ids.append(doc["db_id"])
+            except DuplicateKeyError:
+                existing = self.jobs.find_one({"uuid": job["uuid"], "index": job["index"]})
+                ids.append(existing["db_id"])
+        return ids
+
+    # --- reads ------------------------------------------------------------------
+    def find_jobs(self, query=None, sort=None, limit=0):
+        cur = self.jobs.find(_filter(query, JOB_COLUMNS), sort=_sort(sort), limit=int(limit))
+        return [_clean(d) for d in cur]
+
+    def count_jobs(self, query=None):
+        return self.jobs.count_documents(_filter(query, JOB_COLUMNS))
+
+    def count_states(self, query=None):
+        pipeline = [{"$match": _filter(query, JOB_COLUMNS)},
+                    {"$group": {"_id": "$state", "n": {"$sum": 1}}}]  # fmt: skip
+        return {d["_id"]: d["n"] for d in self.jobs.aggregate(pipeline)}
+
+    def children(self, uuid):
+        return [_clean(d) for d in self.jobs.find({"parents": uuid}, sort=[("db_id", 1)])]
+
+    def latest_states(self, uuids):
+        out, best = {}, {}
+        for d in self.jobs.find({"uuid": {"$in": list(set(uuids))}}, {"uuid": 1, "index": 1, "state": 1}):
+            if d["index"] >= best.get(d["uuid"], -1):
+                best[d["uuid"]] = d["index"]
+                out[d["uuid"]] = d["state"]
+        return out
+
+    def find_flows(self, query=None, sort=None, limit=0):
+        cur = self.flows.find(_filter(query, FLOW_COLUMNS), sort=_sort(sort), limit=int(limit))
+        return [_clean(d) for d in cur]
+
+    # --- writes -----------------------------------------------------------------
+    def claim_job(self, query, lock_id, sort=None):
+        from pymongo import ReturnDocument
+
+        doc = self.jobs.find_one_and_update(
+            _filter({**query, "lock_id": None}, JOB_COLUMNS),
+            {"$set": {"lock_id": lock_id, "lock_time": time.time()}},
+            sort=_sort(sort or [("priority", -1), ("db_id", 1)]),
+            return_document=ReturnDocument.AFTER,
+        )
+        return _clean(doc)
+
+    def update_job(self, db_id, changes, state=ANY, lock_id=ANY):
+        flt = {"db_id": int(db_id)}
+        if state is not ANY:
+            flt["state"] = str(state)
+        if lock_id is not ANY:
+            flt["lock_id"] = lock_id
+        changes = {**changes, "updated_on": now_iso()}
+        if "state" in changes:
+            changes["state"] = str(changes["state"])
+        return self.jobs.update_one(flt, {"$set": changes}).matched_count == 1
+
+    def add_parents(self, child_db_ids, parent_uuids):
+        self.jobs.update_many(
+            {"db_id": {"$in": [int(i) for i in child_db_ids]}},
+            {"$addToSet": {"parents": {"$each": list(parent_uuids)}},
+             "$set": {"updated_on": now_iso()}},
+        )  # fmt: skip
+
+    def update_flow(self, uuid, changes):
+        self.flows.update_one({"uuid": uuid}, {"$set": {**changes, "updated_on": now_iso()}})
+
+    def refresh_flow_state(self, uuid):
+        from jfr_lib.states import flow_state
+
+        # two writers may race; the later one always reads the newer job states
+        for _ in range(3):
+            new = str(flow_state(self.jobs.distinct("state", {"flow_uuid": uuid})))
+            self.flows.update_one({"uuid": uuid, "state": {"$ne": new}},
+                                  {"$set": {"state": new, "updated_on": now_iso()}})  # fmt: skip
+            again = str(flow_state(self.jobs.distinct("state", {"flow_uuid": uuid})))
+            if again == new:
+                return new
+        return new

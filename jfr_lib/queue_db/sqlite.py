@@ -1,0 +1,407 @@
+"""The embedded queue database: one SQLite file, WAL mode, indexed columns.
+
+Searchable fields live in columns with indexes; the rest of each document is a
+JSON text column. Every write that reads first runs inside ``BEGIN IMMEDIATE``,
+which takes the database's write lock before reading, so two processes can never
+both act on what they read (a claim is one ``UPDATE ... RETURNING``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from jfr_lib.errors import QueueDBError
+from jfr_lib.queue_db.base import (
+    ANY,
+    FLOW_COLUMNS,
+    JOB_COLUMNS,
+    SCHEMA_VERSION,
+    QueueDB,
+    check_query,
+    now_iso,
+)
+
+#: document field -> SQL column (``index`` is a keyword in SQL).
+_JOB_SQL = {c: ("idx" if c == "index" else c) for c in JOB_COLUMNS}
+_FLOW_SQL = {c: c for c in FLOW_COLUMNS}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    db_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    name TEXT,
+    state TEXT NOT NULL,
+    worker TEXT,
+    priority INTEGER NOT NULL DEFAULT 0,
+    flow_uuid TEXT NOT NULL,
+    lock_id TEXT,
+    lock_time REAL,
+    retry_time REAL,
+    created_on TEXT NOT NULL,
+    updated_on TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    UNIQUE (uuid, idx)
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, priority DESC, db_id);
+CREATE INDEX IF NOT EXISTS jobs_worker_state ON jobs (worker, state);
+CREATE INDEX IF NOT EXISTS jobs_flow ON jobs (flow_uuid);
+CREATE INDEX IF NOT EXISTS jobs_lock ON jobs (lock_id) WHERE lock_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_on);
+CREATE INDEX IF NOT EXISTS jobs_name ON jobs (name);
+CREATE TABLE IF NOT EXISTS job_parents (
+    child_db_id INTEGER NOT NULL REFERENCES jobs (db_id) ON DELETE CASCADE,
+    parent_uuid TEXT NOT NULL,
+    PRIMARY KEY (child_db_id, parent_uuid)
+);
+CREATE INDEX IF NOT EXISTS job_parents_parent ON job_parents (parent_uuid);
+CREATE TABLE IF NOT EXISTS flows (
+    db_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL UNIQUE,
+    name TEXT,
+    state TEXT NOT NULL,
+    created_on TEXT NOT NULL,
+    updated_on TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flows_state ON flows (state);
+"""
+
+
+def _where(query: dict | None, mapping: dict) -> tuple:
+    """SQL WHERE clause and parameters for a query dict (see the base module)."""
+    query = query or {}
+    check_query(query, mapping)
+    clauses, params = [], []
+    for key, value in query.items():
+        if key == "retry_due":
+            clauses.append("(retry_time IS NULL OR retry_time <= ?)")
+            params.append(value)
+            continue
+        if key == "locked":
+            clauses.append("lock_id IS NOT NULL" if value else "lock_id IS NULL")
+            continue
+        col = mapping[key]
+        if value is None:
+            clauses.append(f"{col} IS NULL")
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            values = [str(v) if key == "state" else v for v in value]
+            if not values:
+                clauses.append("0")
+                continue
+            clauses.append(f"{col} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+        else:
+            clauses.append(f"{col} = ?")
+            params.append(str(value) if key == "state" else value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _order(sort, mapping: dict) -> str:
+    if not sort:
+        return ""
+    parts = []
+    for key, direction in sort:
+        if key not in mapping:
+            raise ValueError(f"cannot sort on {key!r}")
+        parts.append(f"{mapping[key]} {'DESC' if direction < 0 else 'ASC'}")
+    return " ORDER BY " + ", ".join(parts)
+
+
+class SQLiteQueueDB(QueueDB):
+    """Queue database in one SQLite file.
+
+    Parameters
+    ----------
+    path
+        The database file; created (with its folder) when missing.
+    timeout
+        Seconds to wait for another process's write lock.
+    """
+
+    def __init__(self, path, timeout: float = 60.0):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(
+                str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._ensure_schema()
+        except sqlite3.DatabaseError as exc:
+            raise QueueDBError(f"{self.path}: cannot open the queue database: {exc}") from None
+
+    def _ensure_schema(self):
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        if row is None:
+            if self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+                raise QueueDBError(f"{self.path}: cannot switch the database to WAL mode")
+            with self._write() as c:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (json.dumps(SCHEMA_VERSION),),
+                )
+            version = SCHEMA_VERSION
+        else:
+            version = json.loads(row[0])
+        if version > SCHEMA_VERSION:
+            raise QueueDBError(
+                f"{self.path}: schema version {version} is newer than this jfr knows "
+                f"({SCHEMA_VERSION}): upgrade jfr"
+            )
+        # FULL: a transaction reported committed survives a power cut.
+        self.conn.execute("PRAGMA synchronous=FULL")
+
+    @contextmanager
+    def _write(self):
+        """A transaction holding the write lock from its first statement."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def close(self):
+        self.conn.close()
+
+    # --- meta -------------------------------------------------------------------
+    def get_meta(self, key, default=None):
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, key, value):
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    # --- documents <-> rows -----------------------------------------------------
+    @staticmethod
+    def _job(row) -> dict:
+        doc = json.loads(row["doc"])
+        for field, col in _JOB_SQL.items():
+            doc[field] = row[col]
+        return doc
+
+    @staticmethod
+    def _flow(row) -> dict:
+        doc = json.loads(row["doc"])
+        for field in FLOW_COLUMNS:
+            doc[field] = row[field]
+        return doc
+
+    @staticmethod
+    def _split(doc: dict, mapping: dict) -> tuple:
+        cols = {mapping[k]: (str(v) if k == "state" else v) for k, v in doc.items() if k in mapping}
+        rest = {k: v for k, v in doc.items() if k not in mapping}
+        return cols, json.dumps(rest)
+
+    def _insert_job(self, c, job: dict, ignore: bool) -> int:
+        job = dict(job)
+        job.pop("db_id", None)
+        stamp = now_iso()
+        job.setdefault("created_on", stamp)
+        job.setdefault("updated_on", stamp)
+        job.setdefault("priority", 0)
+        cols, rest = self._split(job, _JOB_SQL)
+        names = [*cols, "doc"]
+        verb = "INSERT OR IGNORE" if ignore else "INSERT"
+        cur = c.execute(
+            f"{verb} INTO jobs ({','.join(names)}) VALUES ({','.join('?' * len(names))})",
+            [*cols.values(), rest],
+        )
+        if cur.rowcount == 0:
+            row = c.execute(
+                "SELECT db_id FROM jobs WHERE uuid=? AND idx=?", (job["uuid"], job["index"])
+            ).fetchone()
+            return row[0]
+        db_id = cur.lastrowid
+        c.executemany(
+            "INSERT OR IGNORE INTO job_parents (child_db_id, parent_uuid) VALUES (?, ?)",
+            [(db_id, p) for p in job.get("parents", [])],
+        )
+        return db_id
+
+    # --- inserts ----------------------------------------------------------------
+    def insert_flow(self, flow, jobs):
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM flows WHERE uuid=?", (flow["uuid"],)).fetchone():
+                raise KeyError(flow["uuid"])
+            uuids = sorted({j["uuid"] for j in jobs})
+            for i in range(0, len(uuids), 500):
+                chunk = uuids[i : i + 500]
+                row = c.execute(
+                    f"SELECT uuid FROM jobs WHERE uuid IN ({','.join('?' * len(chunk))}) LIMIT 1",
+                    chunk,
+                ).fetchone()
+                if row:
+                    raise KeyError(row[0])
+            stamp = now_iso()
+            flow = {"created_on": stamp, "updated_on": stamp, **flow}
+            flow.pop("db_id", None)
+            cols, rest = self._split(flow, _FLOW_SQL)
+            names = [*cols, "doc"]
+            c.execute(
+                f"INSERT INTO flows ({','.join(names)}) VALUES ({','.join('?' * len(names))})",
+                [*cols.values(), rest],
+            )
+            return [self._insert_job(c, j, ignore=False) for j in jobs]
+
+    def insert_jobs(self, jobs):
+        with self._write() as c:
+            return [self._insert_job(c, j, ignore=True) for j in jobs]
+
+    # --- reads ------------------------------------------------------------------
+    def find_jobs(self, query=None, sort=None, limit=0):
+        where, params = _where(query, _JOB_SQL)
+        sql = f"SELECT * FROM jobs{where}{_order(sort, _JOB_SQL)}"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._job(r) for r in self.conn.execute(sql, params)]
+
+    def count_jobs(self, query=None):
+        where, params = _where(query, _JOB_SQL)
+        return self.conn.execute(f"SELECT COUNT(*) FROM jobs{where}", params).fetchone()[0]
+
+    def count_states(self, query=None):
+        where, params = _where(query, _JOB_SQL)
+        rows = self.conn.execute(
+            f"SELECT state, COUNT(*) FROM jobs{where} GROUP BY state", params
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def children(self, uuid):
+        rows = self.conn.execute(
+            "SELECT jobs.* FROM jobs JOIN job_parents ON jobs.db_id = job_parents.child_db_id "
+            "WHERE job_parents.parent_uuid = ? ORDER BY jobs.db_id",
+            (uuid,),
+        )
+        return [self._job(r) for r in rows]
+
+    def latest_states(self, uuids):
+        uuids = list(set(uuids))
+        out = {}
+        for i in range(0, len(uuids), 500):
+            chunk = uuids[i : i + 500]
+            rows = self.conn.execute(
+                "SELECT uuid, state FROM jobs AS j WHERE uuid IN "
+                f"({','.join('?' * len(chunk))}) AND idx = "
+                "(SELECT MAX(idx) FROM jobs WHERE uuid = j.uuid)",
+                chunk,
+            )
+            out.update({r[0]: r[1] for r in rows})
+        return out
+
+    def find_flows(self, query=None, sort=None, limit=0):
+        where, params = _where(query, _FLOW_SQL)
+        sql = f"SELECT * FROM flows{where}{_order(sort, _FLOW_SQL)}"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._flow(r) for r in self.conn.execute(sql, params)]
+
+    # --- writes -----------------------------------------------------------------
+    def claim_job(self, query, lock_id, sort=None):
+        where, params = _where({**query, "lock_id": None}, _JOB_SQL)
+        order = _order(sort or [("priority", -1), ("db_id", 1)], _JOB_SQL)
+        with self._write() as c:
+            row = c.execute(
+                "UPDATE jobs SET lock_id = ?, lock_time = ? WHERE db_id = "
+                f"(SELECT db_id FROM jobs{where}{order} LIMIT 1) RETURNING *",
+                [lock_id, time.time(), *params],
+            ).fetchone()
+        return None if row is None else self._job(row)
+
+    def update_job(self, db_id, changes, state=ANY, lock_id=ANY):
+        conds, params = ["db_id = ?"], [int(db_id)]
+        if state is not ANY:
+            conds.append("state = ?")
+            params.append(str(state))
+        if lock_id is not ANY:
+            conds.append("lock_id IS ?")
+            params.append(lock_id)
+        changes = {**changes, "updated_on": now_iso()}
+        cols = {_JOB_SQL[k]: (str(v) if k == "state" else v) for k, v in changes.items() if k in _JOB_SQL}
+        rest = {k: v for k, v in changes.items() if k not in _JOB_SQL}
+        where = " AND ".join(conds)
+        with self._write() as c:
+            if rest:
+                row = c.execute(f"SELECT doc FROM jobs WHERE {where}", params).fetchone()
+                if row is None:
+                    return False
+                doc = json.loads(row[0])
+                doc.update(rest)
+                cols["doc"] = json.dumps(doc)
+                if "parents" in rest:
+                    c.execute("DELETE FROM job_parents WHERE child_db_id = ?", (int(db_id),))
+                    c.executemany(
+                        "INSERT INTO job_parents (child_db_id, parent_uuid) VALUES (?, ?)",
+                        [(int(db_id), p) for p in rest["parents"]],
+                    )
+            sets = ", ".join(f"{k} = ?" for k in cols)
+            cur = c.execute(f"UPDATE jobs SET {sets} WHERE {where}", [*cols.values(), *params])
+            return cur.rowcount == 1
+
+    def add_parents(self, child_db_ids, parent_uuids):
+        parent_uuids = list(parent_uuids)
+        with self._write() as c:
+            for db_id in child_db_ids:
+                row = c.execute("SELECT doc FROM jobs WHERE db_id = ?", (db_id,)).fetchone()
+                if row is None:
+                    continue
+                doc = json.loads(row[0])
+                merged = list(dict.fromkeys([*doc.get("parents", []), *parent_uuids]))
+                doc["parents"] = merged
+                c.execute(
+                    "UPDATE jobs SET doc = ?, updated_on = ? WHERE db_id = ?",
+                    (json.dumps(doc), now_iso(), db_id),
+                )
+                c.executemany(
+                    "INSERT OR IGNORE INTO job_parents (child_db_id, parent_uuid) VALUES (?, ?)",
+                    [(db_id, p) for p in parent_uuids],
+                )
+
+    def update_flow(self, uuid, changes):
+        changes = {**changes, "updated_on": now_iso()}
+        cols = {k: v for k, v in changes.items() if k in _FLOW_SQL}
+        rest = {k: v for k, v in changes.items() if k not in _FLOW_SQL}
+        with self._write() as c:
+            if rest:
+                row = c.execute("SELECT doc FROM flows WHERE uuid = ?", (uuid,)).fetchone()
+                if row is None:
+                    return
+                doc = json.loads(row[0])
+                doc.update(rest)
+                cols["doc"] = json.dumps(doc)
+            sets = ", ".join(f"{k} = ?" for k in cols)
+            c.execute(f"UPDATE flows SET {sets} WHERE uuid = ?", [*cols.values(), uuid])
+
+    def refresh_flow_state(self, uuid):
+        from jfr_lib.states import flow_state
+
+        with self._write() as c:
+            states = [r[0] for r in c.execute(
+                "SELECT DISTINCT state FROM jobs WHERE flow_uuid = ?", (uuid,))]
+            new = str(flow_state(states))
+            c.execute(
+                "UPDATE flows SET state = ?, updated_on = ? WHERE uuid = ? AND state != ?",
+                (new, now_iso(), uuid, new),
+            )
+        return new

@@ -1,0 +1,160 @@
+"""Runs one job on the worker: ``python -m jfr_lib.worker RUN_DIR``.
+
+Reads ``jfr_in.json`` (the job with its references already resolved), runs it
+against a store held in memory, and always writes ``jfr_out.json``: the times,
+then either the response (what the job asks of its flow) or the error with its
+traceback. The outputs themselves go to ``jfr_store.json``. The worker never
+touches the queue database, and imports nothing from the command line.
+
+A marker file created with ``O_EXCL`` makes a second start of the same run
+folder refuse to run the job again, so a job submitted twice runs once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+
+IN_FILE = "jfr_in.json"
+OUT_FILE = "jfr_out.json"
+STORE_FILE = "jfr_store.json"
+STARTED_FILE = "jfr_started"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class StoreEncoder(json.JSONEncoder):
+    """JSON for store documents: datetimes and bytes keep their type through the file."""
+
+    def default(self, o):
+        if isinstance(o, datetime):
+            return {"$date": o.isoformat()}
+        if isinstance(o, (bytes, bytearray)):
+            return {"$binary": base64.b64encode(bytes(o)).decode()}
+        if type(o).__name__ == "ObjectId":
+            return str(o)
+        return super().default(o)
+
+
+def store_object_hook(d: dict):
+    """Inverse of :class:`StoreEncoder`."""
+    if len(d) == 1:
+        if "$date" in d:
+            return datetime.fromisoformat(d["$date"])
+        if "$binary" in d:
+            return base64.b64decode(d["$binary"])
+    return d
+
+
+def write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _graph(flow) -> dict:
+    """The jobs a response adds, as data the runner can store without importing them."""
+    from monty.json import MontyEncoder
+
+    jobs = []
+    for job, _ in flow.iterflow():
+        job_dict = json.loads(json.dumps(job.as_dict(), cls=MontyEncoder))
+        jobs.append({"job": job_dict, "parents": list(job.input_uuids)})
+    uuids = {j["job"]["uuid"] for j in jobs}
+    used = {p for j in jobs for p in j["parents"] if p in uuids}
+    return {"jobs": jobs, "leaves": sorted(uuids - used)}
+
+
+def describe_response(response) -> dict:
+    """The parts of a jobflow ``Response`` that change the flow, as JSON data."""
+    from jobflow.core.flow import get_flow
+    from monty.json import jsanitize
+
+    out = {
+        "stop_children": bool(response.stop_children),
+        "stop_jobflow": bool(response.stop_jobflow),
+        "stored_data": jsanitize(response.stored_data, strict=True, enum_values=True)
+        if response.stored_data is not None
+        else None,
+    }
+    for kind in ("replace", "addition", "detour"):
+        new = getattr(response, kind)
+        out[kind] = _graph(get_flow(new)) if new is not None else None
+    return out
+
+
+def run(run_dir: str) -> int:
+    """Run the job of ``run_dir``; returns the process exit code."""
+    os.chdir(run_dir)
+    try:
+        fd = os.open(STARTED_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        print(f"jfr worker: {run_dir} was already started; not running it twice", file=sys.stderr)
+        return 3
+    os.write(fd, f"{socket.gethostname()} {os.getpid()} {_now()}\n".encode())
+    os.close(fd)
+    result = {"start_time": _now(), "host": socket.gethostname(), "pid": os.getpid()}
+    t0 = time.perf_counter()
+    try:
+        with open(IN_FILE) as f:
+            data = json.load(f)
+        from jobflow import JobStore
+        from maggma.stores import MemoryStore
+        from monty.json import MontyDecoder
+
+        job = MontyDecoder().process_decoded(data["job"])
+        if data.get("resolved"):
+            job.config.resolve_references = False
+        names = data.get("store_names") or []
+        store = JobStore(MemoryStore(), additional_stores={n: MemoryStore() for n in names})
+        store.connect()
+        response = job.run(store=store, job_dir=os.getcwd())
+        dump = {
+            "docs": [_strip(d) for d in store.docs_store.query()],
+            "additional": {n: [_strip(d) for d in s.query()] for n, s in store.additional_stores.items()},
+        }
+        write_atomic(STORE_FILE, json.dumps(dump, cls=StoreEncoder))
+        result["response"] = describe_response(response)
+        result["state"] = "COMPLETED"
+    except BaseException as exc:  # the output file must say why, whatever happened
+        result["state"] = "FAILED"
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["traceback"] = traceback.format_exc()
+    result["end_time"] = _now()
+    result["run_seconds"] = round(time.perf_counter() - t0, 3)
+    try:
+        write_atomic(OUT_FILE, json.dumps(result, cls=StoreEncoder))
+    except (TypeError, ValueError) as exc:
+        fallback = {k: result[k] for k in ("start_time", "end_time", "host", "pid")}
+        fallback.update(state="FAILED", error=f"the response cannot be written as JSON: {exc}",
+                        traceback=traceback.format_exc())  # fmt: skip
+        write_atomic(OUT_FILE, json.dumps(fallback))
+    return 0 if result.get("state") == "COMPLETED" else 1
+
+
+def _strip(doc: dict) -> dict:
+    doc.pop("_id", None)
+    return doc
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m jfr_lib.worker RUN_DIR", file=sys.stderr)
+        return 2
+    return run(argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

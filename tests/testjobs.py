@@ -1,0 +1,87 @@
+"""Job functions used by the end-to-end tests (imported by the worker too)."""
+
+from __future__ import annotations
+
+import os
+
+from jobflow import Flow, Response, job
+
+
+@job
+def add(a, b):
+    return a + b
+
+
+@job
+def add_many(*values):
+    return sum(values)
+
+
+@job
+def fail(message="this job always fails"):
+    raise RuntimeError(message)
+
+
+@job
+def apply(func, value):
+    """Call a function passed as an argument."""
+    return func(value)
+
+
+@job
+def read_env(name):
+    return os.environ.get(name)
+
+
+@job(data=True)
+def big_output(n):
+    return list(range(n))
+
+
+@job
+def length(values):
+    return len(values)
+
+
+@job
+def replace_with_add(a, b):
+    """Replaced by a flow of two additions; its own output comes from the replacement."""
+    first = add(a, b)
+    second = add(first.output, 100)
+    return Response(replace=Flow([first, second], output=second.output))
+
+
+@job
+def add_more(a):
+    """Adds a new job to the flow; the current job's children do not wait for it."""
+    extra = add(a, 1000)
+    return Response(output=a, addition=extra)
+
+
+@job
+def detour_add(a):
+    """The current job's children wait for the detour."""
+    extra = add(a, 7)
+    return Response(output=a, detour=extra)
+
+
+@job
+def stop_children_job(a):
+    return Response(output=a, stop_children=True)
+
+
+@job
+def stop_flow_job(a):
+    return Response(output=a, stop_jobflow=True)
+
+
+@job
+def store_data(a):
+    return Response(output=a, stored_data={"note": "kept", "value": a})
+
+
+@job
+def append_line(path, text):
+    with open(path, "a") as f:
+        f.write(f"{text}\n")
+    return text
