@@ -109,6 +109,8 @@ def submit_flow(flow_or_job, worker=None, project=None, exec_config=None, resour
         flow = get_flow(flow_or_job, allow_external_references=allow_external_references)
     except ValueError as exc:
         raise SubmitError(" ".join(str(exc).split())) from None
+    except (AttributeError, TypeError) as exc:  # jobflow serializes while it builds the flow
+        raise SubmitError(f"the flow cannot be serialized: {_one_line(exc)}") from None
     defaults = {"worker": worker or next(iter(proj.workers)), "exec_config": exec_config,
                 "resources": _plain(resources), "priority": priority}  # fmt: skip
     stores = additional_store_names(proj)

@@ -1,0 +1,192 @@
+"""One contract suite for both queue database backends (SQLite file; MongoDB via mongomock),
+and a real multi-process claim test on the SQLite file."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from jfr_lib.queue_db.base import SCHEMA_VERSION
+
+
+@pytest.fixture(params=["sqlite", "mongo"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        from jfr_lib.queue_db.sqlite import SQLiteQueueDB
+
+        d = SQLiteQueueDB(tmp_path / "queue.db")
+    else:
+        mongomock = pytest.importorskip("mongomock")
+        from jfr_lib.queue_db.mongo import MongoQueueDB
+
+        d = MongoQueueDB(database="t", client=mongomock.MongoClient())
+    yield d
+    d.close()
+
+
+def job(uuid, state="READY", parents=(), flow="f1", index=1, priority=0, worker="w"):
+    return {"uuid": uuid, "index": index, "name": f"job-{uuid}", "state": state,
+            "parents": list(parents), "flow_uuid": flow, "priority": priority,
+            "worker": worker, "job": {"payload": uuid}}  # fmt: skip
+
+
+def test_schema_version_is_recorded(db):
+    assert db.schema_version() == SCHEMA_VERSION
+
+
+def test_insert_and_read_back(db):
+    ids = db.insert_flow({"uuid": "f1", "name": "flow", "state": "READY"},
+                         [job("a"), job("b", "WAITING", ["a"])])  # fmt: skip
+    assert ids == [1, 2]
+    a = db.get_job(db_id=1)
+    assert a["uuid"] == "a" and a["job"] == {"payload": "a"} and a["state"] == "READY"
+    assert db.get_job(uuid="b")["parents"] == ["a"]
+    assert db.get_flow("f1")["name"] == "flow"
+    assert db.count_jobs({"state": ["READY", "WAITING"]}) == 2
+    assert db.count_states() == {"READY": 1, "WAITING": 1}
+
+
+def test_db_ids_keep_growing_across_flows(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("a")])
+    ids = db.insert_flow({"uuid": "f2", "name": "y", "state": "READY"}, [job("b", flow="f2"), job("c", flow="f2")])
+    assert ids == [2, 3]
+    assert [f["db_id"] for f in db.find_flows(sort=[("db_id", 1)])] == [1, 2]
+
+
+def test_duplicate_flow_or_job_is_refused_and_nothing_written(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("a")])
+    with pytest.raises(KeyError):
+        db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("z")])
+    with pytest.raises(KeyError):
+        db.insert_flow({"uuid": "f2", "name": "y", "state": "READY"}, [job("q", flow="f2"), job("a", flow="f2")])
+    assert db.count_jobs() == 1
+    assert db.get_flow("f2") is None
+
+
+def test_claim_is_exclusive_and_ordered_by_priority(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"},
+                   [job("low", priority=1), job("high", priority=9), job("mid", priority=5)])  # fmt: skip
+    first = db.claim_job({"state": "READY"}, "lock-1")
+    second = db.claim_job({"state": "READY"}, "lock-2")
+    assert (first["uuid"], second["uuid"]) == ("high", "mid")
+    assert first["lock_id"] == "lock-1"
+    assert db.count_jobs({"locked": True}) == 2
+    third = db.claim_job({"state": "READY"}, "lock-3")
+    assert third["uuid"] == "low"
+    assert db.claim_job({"state": "READY"}, "lock-4") is None
+
+
+def test_update_is_compare_and_set(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("a")])
+    claimed = db.claim_job({"state": "READY"}, "L")
+    assert not db.update_job(claimed["db_id"], {"state": "CHECKED_OUT"}, state="READY", lock_id="other")
+    assert not db.update_job(claimed["db_id"], {"state": "CHECKED_OUT"}, state="WAITING", lock_id="L")
+    assert db.update_job(claimed["db_id"], {"state": "CHECKED_OUT", "run_dir": "/x"}, state="READY", lock_id="L")
+    got = db.get_job(db_id=claimed["db_id"])
+    assert got["state"] == "CHECKED_OUT" and got["run_dir"] == "/x"
+    assert got["updated_on"] >= claimed["updated_on"]
+    assert db.release_job(claimed["db_id"], "L")
+    assert db.get_job(db_id=claimed["db_id"])["lock_id"] is None
+
+
+def test_set_state_records_previous_state(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("a")])
+    a = db.get_job(db_id=1)
+    assert db.set_state(a, "FAILED", error="boom")
+    got = db.get_job(db_id=1)
+    assert (got["state"], got["previous_state"], got["error"]) == ("FAILED", "READY", "boom")
+    assert not db.set_state(dict(a, state="READY"), "COMPLETED")  # stale view loses
+
+
+def test_retry_due_hides_jobs_until_their_time(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("a")])
+    db.update_job(1, {"retry_time": 1000.0})
+    assert db.claim_job({"state": "READY", "retry_due": 999.0}, "L") is None
+    assert db.claim_job({"state": "READY", "retry_due": 1001.0}, "L")["uuid"] == "a"
+
+
+def test_children_latest_states_and_parents(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"},
+                   [job("a"), job("b", "WAITING", ["a"]), job("c", "WAITING", ["a", "b"])])  # fmt: skip
+    assert [c["uuid"] for c in db.children("a")] == ["b", "c"]
+    db.insert_jobs([job("a", "WAITING", index=2)])
+    db.insert_jobs([job("a", "WAITING", index=2)])  # repeated insert is ignored
+    assert db.count_jobs({"uuid": "a"}) == 2
+    assert db.latest_states(["a", "b", "zz"]) == {"a": "WAITING", "b": "WAITING"}
+    db.add_parents([2], ["x", "a"])
+    assert db.get_job(uuid="b")["parents"] == ["a", "x"]
+    assert [c["uuid"] for c in db.children("x")] == ["b"]
+
+
+def test_flow_state_is_derived_from_jobs(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("a"), job("b", "WAITING", ["a"])])
+    assert db.refresh_flow_state("f1") == "READY"
+    db.update_job(1, {"state": "RUNNING"})
+    assert db.refresh_flow_state("f1") == "RUNNING"
+    db.update_job(1, {"state": "FAILED"})
+    assert db.refresh_flow_state("f1") == "FAILED"
+    db.update_job(1, {"state": "COMPLETED"})
+    db.update_job(2, {"state": "COMPLETED"})
+    assert db.refresh_flow_state("f1") == "COMPLETED"
+    assert db.get_flow("f1")["state"] == "COMPLETED"
+
+
+def test_meta_round_trip(db):
+    db.set_meta("lease", {"pid": 1, "host": "h"})
+    assert db.get_meta("lease") == {"pid": 1, "host": "h"}
+    assert db.get_meta("missing", 7) == 7
+
+
+def test_unknown_query_field_is_refused(db):
+    with pytest.raises(ValueError):
+        db.find_jobs({"no_such_field": 1})
+
+
+def _claimer(path, out_path):
+    """Child process: claim until nothing is left, record every claim."""
+    from jfr_lib.queue_db.sqlite import SQLiteQueueDB
+
+    d = SQLiteQueueDB(path)
+    got = []
+    while (j := d.claim_job({"state": "READY"}, f"pid-{os.getpid()}")) is not None:
+        if d.update_job(j["db_id"], {"state": "CHECKED_OUT"}, state="READY", lock_id=j["lock_id"]):
+            got.append(j["db_id"])
+    d.close()
+    with open(out_path, "w") as f:
+        f.write("\n".join(map(str, got)))
+
+
+def test_four_processes_claim_each_job_exactly_once(tmp_path):
+    from jfr_lib.queue_db.sqlite import SQLiteQueueDB
+
+    path = tmp_path / "queue.db"
+    d = SQLiteQueueDB(path)
+    d.insert_flow({"uuid": "f", "name": "big", "state": "READY"}, [job(f"j{i}", flow="f") for i in range(1000)])
+    d.close()
+    pids = []
+    for n in range(4):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _claimer(path, tmp_path / f"claims{n}")
+            except BaseException:
+                code = 1
+            os._exit(code)
+        pids.append(pid)
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    claims = []
+    per_process = []
+    for n in range(4):
+        text = (tmp_path / f"claims{n}").read_text()
+        ids = [int(x) for x in text.split()] if text else []
+        per_process.append(len(ids))
+        claims += ids
+    assert len(claims) == len(set(claims)), "a job was claimed twice"
+    assert sorted(claims) == list(range(1, 1001)), "a job was lost"
+    assert sum(1 for n in per_process if n > 0) >= 2, f"no concurrency happened: {per_process}"
+    d = SQLiteQueueDB(path)
+    assert d.count_jobs({"state": "CHECKED_OUT"}) == 1000
