@@ -95,9 +95,9 @@ class QueueConfig:
 class RunnerOptions:
     """How the runner paces itself (``runner``)."""
 
-    idle_sleep: float = _doc("seconds an idle action process sleeps between looks", 0.1)
+    idle_sleep: float = _doc("seconds an idle action process sleeps between looks", 1.0)
     queue_poll_interval: float = _doc("default seconds between queue status queries", 5.0)
-    local_poll_interval: float = _doc("seconds between status queries of local shell jobs", 0.1)
+    local_poll_interval: float = _doc("seconds between status queries of local shell jobs", 1.0)
     max_step_attempts: int = _doc("attempts of a failing step before REMOTE_ERROR", 3)
     delta_retry: list = _doc("seconds to wait before each retry", lambda: [30, 300, 1200])
     lock_timeout: float | None = _doc("seconds after which a lock counts as stale")

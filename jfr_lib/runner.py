@@ -36,23 +36,33 @@ def preload() -> None:
 
 
 def run_action(project, action: str, once: bool, stop_flag) -> None:
-    """The body of an action process."""
+    """The body of an action process: step, wake the next action, sleep when idle."""
     import importlib
 
-    from jfr_lib.actions import ActionContext
+    from jfr_lib.actions import NEXT_ACTION, ActionContext
+    from jfr_lib.wakeup import Wakeup, notify
 
     module = importlib.import_module(f"jfr_lib.actions.{action}")
     ctx = ActionContext(project, action)
+    wake = None if once else Wakeup(project.base_dir, action)
     try:
         if hasattr(module, "prepare"):
             module.prepare(ctx)
         while not stop_flag():
             moved = module.step(ctx)
+            if moved:
+                notify(project.base_dir, NEXT_ACTION[action])
             if once:
                 break
             if not moved:
-                time.sleep(project.runner.idle_sleep)
+                timeout = project.runner.idle_sleep
+                if hasattr(module, "next_due"):
+                    timeout = min(timeout, module.next_due(ctx))
+                if wake.wait(timeout):
+                    ctx.woken_at = time.monotonic()
     finally:
+        if wake is not None:
+            wake.close()
         ctx.close()
 
 

@@ -142,12 +142,16 @@ def submit_flow(flow_or_job, worker=None, project=None, exec_config=None, resour
                     "metadata": dict(getattr(flow, "metadata", None) or {}),
                     "n_jobs": len(jobs)}  # fmt: skip
         try:
-            return db.insert_flow(flow_doc, jobs)
+            ids = db.insert_flow(flow_doc, jobs)
         except KeyError as exc:
             raise SubmitError(
                 f"flow {flow.name} ({flow.uuid}) is already submitted (uuid {exc.args[0]} "
                 "is in the queue database)"
             ) from None
+    from jfr_lib.wakeup import notify
+
+    notify(proj.base_dir, "checkout")
+    return ids
 
 
 def serialize_job(job, label: str) -> dict:

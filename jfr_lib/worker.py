@@ -149,11 +149,32 @@ def _strip(doc: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    notify = None
+    if len(argv) == 3 and argv[1] == "--notify":
+        notify = argv.pop(2)
+        argv.pop(1)
     if len(argv) != 1:
-        print("usage: python -m jfr_lib.worker RUN_DIR", file=sys.stderr)
+        print("usage: python -m jfr_lib.worker RUN_DIR [--notify FIFO]", file=sys.stderr)
         return 2
-    return run(argv[0])
+    code = run(argv[0])
+    if notify:
+        _notify(notify)
+    return code
+
+
+def _notify(path: str) -> None:
+    """Tell a runner on this machine that the job is done (never blocks)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"!")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ from jfr_lib.states import JobState
 
 ORDER = ("checkout", "upload", "submit", "monitor", "download", "complete")
 
+#: Which action has new work after an action moved a job.
+NEXT_ACTION = {"checkout": "upload", "upload": "submit", "submit": "monitor",
+               "monitor": "download", "download": "complete", "complete": "checkout"}  # fmt: skip
+
 STATE_ACTIONS = {
     JobState.READY: "checkout",
     JobState.CHECKED_OUT: "upload",
@@ -58,6 +62,7 @@ class ActionContext:
         self._queues = {}
         self._jobstore = None
         self.last_poll = {}
+        self.woken_at = float("-inf")
 
     def worker(self, name: str):
         worker = self.project.workers.get(name)

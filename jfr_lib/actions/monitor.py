@@ -14,14 +14,27 @@ from jfr_lib.states import JobState
 from jfr_lib.worker import OUT_FILE
 
 WATCHED = [str(JobState.SUBMITTED), str(JobState.RUNNING)]
+#: After a local job says it finished, look this often for this long: the
+#: process is gone from the queue a few milliseconds after it wrote its output.
+BURST_INTERVAL, BURST_SECONDS = 0.03, 3.0
 
 
 def poll_interval(ctx: ActionContext, worker) -> float:
+    if worker.is_local and time.monotonic() - ctx.woken_at < BURST_SECONDS:
+        return BURST_INTERVAL
     if worker.poll_interval is not None:
         return worker.poll_interval
     if worker.is_local and worker.scheduler_type == "shell":
         return ctx.project.runner.local_poll_interval
     return ctx.project.runner.queue_poll_interval
+
+
+def next_due(ctx: ActionContext) -> float:
+    """Seconds until some watched worker is due for a queue query."""
+    now = time.monotonic()
+    waits = [ctx.last_poll.get(name, 0.0) + poll_interval(ctx, ctx.project.workers[name]) - now
+             for name in getattr(ctx, "watched", ()) if name in ctx.project.workers]  # fmt: skip
+    return max(0.0, min(waits)) if waits else ctx.project.runner.idle_sleep
 
 
 def check_worker(ctx: ActionContext, worker, jobs: list) -> int:
@@ -55,6 +68,7 @@ def step(ctx: ActionContext) -> int:
     by_worker = {}
     for job in jobs:
         by_worker.setdefault(job["worker"], []).append(job)
+    ctx.watched = set(by_worker)
     moved = 0
     now = time.monotonic()
     for name, group in by_worker.items():

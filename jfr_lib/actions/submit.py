@@ -16,6 +16,7 @@ from jfr_lib.config import ExecConfig
 from jfr_lib.errors import JobFailure
 from jfr_lib.queue import SCRIPT_NAME
 from jfr_lib.states import JobState
+from jfr_lib.wakeup import fifo_path
 from jfr_lib.worker import OUT_FILE, STARTED_FILE
 
 
@@ -46,11 +47,15 @@ def resources_of(worker, job: dict):
     return merged
 
 
-def worker_command(worker, run_dir: str) -> str:
+def worker_command(worker, run_dir: str, notify=None) -> str:
+    """The command that runs the job; a local job also wakes the monitor when done."""
     import shlex
 
     python = worker.python or (sys.executable if worker.is_local else "python3")
-    return f"{python} -m jfr_lib.worker {shlex.quote(run_dir)}"
+    cmd = f"{python} -m jfr_lib.worker {shlex.quote(run_dir)}"
+    if notify:
+        cmd += f" --notify {shlex.quote(str(notify))}"
+    return cmd
 
 
 def submit(ctx: ActionContext, job: dict) -> None:
@@ -64,8 +69,9 @@ def submit(ctx: ActionContext, job: dict) -> None:
         ctx.advance(job, JobState.SUBMITTED)
         return
     queue = ctx.queue(worker)
+    notify = fifo_path(ctx.project.base_dir, "monitor") if worker.is_local else None
     script = queue.script(
-        worker_command(worker, run_dir), run_dir, resources=resources_of(worker, job),
+        worker_command(worker, run_dir, notify), run_dir, resources=resources_of(worker, job),
         exec_config=exec_config_of(ctx, job), pre_run=worker.pre_run, post_run=worker.post_run,
     )  # fmt: skip
     host.write_text(f"{run_dir}/{SCRIPT_NAME}", script)

@@ -1,0 +1,58 @@
+"""Scheduler scripts and parsers (pure text), fed recorded real command output."""
+
+from __future__ import annotations
+
+import pytest
+
+from jfr_lib.config import ExecConfig
+from jfr_lib.errors import QueueError
+from jfr_lib.queue import QueueAdapter
+
+# `ps -o pid,user,etime,state,comm -p 4242,4243,4244,4245` on Debian 12
+PS_OUTPUT = """\
+    PID USER         ELAPSED S COMMAND
+   4242 root           00:03 S bash
+   4243 root           00:01 Z bash
+   4245 root        01:02:03 S sshd
+"""
+
+
+def test_shell_script_puts_environment_around_the_command():
+    ec = ExecConfig(name="e", modules=["gcc/12"], export={"A": 'say "hi"', "P": "/x:$PATH"},
+                    pre_run="echo ec-pre", post_run="echo ec-post")  # fmt: skip
+    text = QueueAdapter("shell").script("python -m jfr_lib.worker /r", "/r", resources={},
+                                        exec_config=ec, pre_run="echo w-pre", post_run="echo w-post")  # fmt: skip
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[0].startswith("#!")
+    body = lines[lines.index("echo w-pre"):]
+    assert body == [
+        "echo w-pre", "module purge 2>/dev/null || true", "module load gcc/12",
+        'export A="say \\"hi\\""', 'export P="/x:$PATH"', "echo ec-pre", "cd /r",
+        "python -m jfr_lib.worker /r", "echo ec-post", "echo w-post",
+    ]  # fmt: skip
+
+
+def test_slurm_script_renders_resources():
+    text = QueueAdapter("slurm").script("cmd", "/r", resources={"partition": "debug", "job_name": "j1"})
+    assert "#SBATCH --partition=debug" in text
+    assert "#SBATCH --job-name=j1" in text
+    assert "#SBATCH --output=queue.out" in text
+
+
+def test_bad_resource_keyword_is_a_permanent_error():
+    with pytest.raises(QueueError) as err:
+        QueueAdapter("slurm").script("cmd", "/r", resources={"partitionn": "debug"})
+    assert not err.value.transient and "partitionn" in str(err.value)
+
+
+def test_shell_submit_and_status_parsing():
+    q = QueueAdapter("shell")
+    assert q.parse_submit(0, "4242\n", "") == "4242"
+    with pytest.raises(QueueError):
+        q.parse_submit(1, "", "bash: submit.sh: No such file or directory")
+    status = q.parse_status(0, PS_OUTPUT, "", ["4242", "4243", "4244", "4245"])
+    assert status["4242"].active and status["4242"].running
+    assert not status["4243"].active  # zombie: finished
+    assert status["4244"].state == "GONE"
+    assert status["4245"].state == "GONE"  # pid reused by another program
+    assert q.status_command(["1", "2"]) == "ps -o pid,user,etime,state,comm -p 1,2"
