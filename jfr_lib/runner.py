@@ -31,7 +31,7 @@ def preload() -> None:
     import monty.json  # noqa: F401
     import qtoolkit.io  # noqa: F401
 
-    import jfr_lib.actions.complete  # noqa: F401
+    import jfr_lib.actions.complete
     import jfr_lib.actions.upload  # noqa: F401
 
 
@@ -180,7 +180,7 @@ class Runner:
             idle_seen = 0
             while not self.stopping:
                 time.sleep(0.2)
-                for pid, action, status in self.reap():
+                for _pid, action, status in self.reap():
                     self.restart(action, status)
                 if self.exit_when_idle:
                     idle_seen = idle_seen + 1 if self.idle() else 0

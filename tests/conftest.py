@@ -69,7 +69,7 @@ class ProjectEnv:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
-            raise AssertionError(f"jfr {' '.join(args)} timed out after {timeout} s:\n{err}")
+            raise AssertionError(f"jfr {' '.join(args)} timed out after {timeout} s:\n{err}") from None
         if check and proc.returncode != 0:
             raise AssertionError(f"jfr {' '.join(args)} exited {proc.returncode}:\n{err}")
         return proc.returncode, out, err

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 import testjobs as tj
+
 from jfr_lib import submit_flow
 from jfr_lib.cli import main
 
@@ -40,7 +40,7 @@ def test_project_init_list_show(tmp_path, monkeypatch, capsys):
 
 
 def test_malformed_project_gives_one_line_and_exit_2(penv, capsys):
-    penv.path.write_text(f"name: test\nworkers:\n  cluster:\n    type: local\n    work_dir: relative/dir\n")
+    penv.path.write_text("name: test\nworkers:\n  cluster:\n    type: local\n    work_dir: relative/dir\n")
     code, out, err = run_main(capsys, "job", "list")
     assert code == 2
     assert err.strip() == f"jfr: error: {penv.path}: workers.cluster.work_dir: must be an absolute path"

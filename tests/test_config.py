@@ -48,8 +48,8 @@ def test_yaml_project_loads_into_typed_objects(tmp_path):
 def test_toml_and_json_give_the_same_project(tmp_path):
     data = {"name": "demo", "workers": {"w": {"type": "local", "work_dir": "/tmp/x", "max_jobs": 3}}}
     j = load_project_file(write(tmp_path, "demo.json", json.dumps(data)))
-    t = load_project_file(write(tmp_path / "", "demo.toml",
-                                 'name = "demo"\n[workers.w]\ntype = "local"\nwork_dir = "/tmp/x"\nmax_jobs = 3\n'))  # fmt: skip
+    toml = 'name = "demo"\n[workers.w]\ntype = "local"\nwork_dir = "/tmp/x"\nmax_jobs = 3\n'
+    t = load_project_file(write(tmp_path, "demo.toml", toml))
     assert j.workers["w"] == t.workers["w"]
 
 

@@ -10,9 +10,9 @@ import math
 from datetime import datetime
 
 import pytest
+import testjobs as tj
 from jobflow import Flow
 
-import testjobs as tj
 from jfr_lib import set_run_config, submit_flow
 
 pytestmark = pytest.mark.e2e

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+import testjobs as tj
 from jobflow import Flow, job
 
-import testjobs as tj
 from jfr_lib import set_run_config, submit_flow
 from jfr_lib.errors import SubmitError
 
