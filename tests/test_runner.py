@@ -1,0 +1,104 @@
+"""The foreground runner: --once passes, signals, stale locks, restarted children."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import testjobs as tj
+from conftest import ROOT
+from jfr_lib import submit_flow
+
+pytestmark = pytest.mark.e2e
+
+
+def states(penv):
+    return [j["state"] for j in penv.jobs()]
+
+
+def test_once_does_one_pass_and_exits(penv):
+    a = tj.add(1, 2)
+    submit_flow([a, tj.add(a.output, 3)])
+    code, _, _ = penv.jfr("runner", "run", "--once")
+    assert code == 0
+    first = states(penv)
+    assert first[0] in ("SUBMITTED", "RUNNING", "RUN_FINISHED") and first[1] == "WAITING"
+    for _ in range(40):
+        if states(penv) == ["COMPLETED", "COMPLETED"]:
+            break
+        penv.jfr("runner", "run", "--once")
+        time.sleep(0.2)
+    assert states(penv) == ["COMPLETED", "COMPLETED"]
+    assert penv.output(penv.jobs()[1]) == 6
+
+
+def children_of(pid):
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def test_sigterm_stops_the_runner_and_its_action_processes(penv):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "jfr.py"), "runner", "run"], env=penv.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while len(children_of(proc.pid)) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        kids = children_of(proc.pid)
+        assert len(kids) == 6  # one process per action
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        for pid in kids:
+            assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_killed_action_process_is_restarted(penv):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "jfr.py"), "runner", "run"], env=penv.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while len(children_of(proc.pid)) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        victim = children_of(proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            kids = children_of(proc.pid)
+            if len(kids) == 6 and victim not in kids:
+                break
+            time.sleep(0.1)
+        assert len(kids) == 6 and victim not in kids
+        submit_flow(tj.add(2, 2))  # and the runner still works
+        deadline = time.monotonic() + 60
+        while states(penv) != ["COMPLETED"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert states(penv) == ["COMPLETED"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert "restarting" in proc.stderr.read()
+
+
+def test_stale_locks_are_released_at_start(penv):
+    submit_flow(tj.add(3, 4))
+    with penv.db() as db:
+        assert db.claim_job({"state": "READY"}, "dead-runner:123:checkout:0") is not None
+    penv.run_until_idle()
+    assert states(penv) == ["COMPLETED"]
+    assert penv.jobs()[0]["lock_id"] is None
