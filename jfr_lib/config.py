@@ -100,6 +100,11 @@ class RunnerOptions:
     local_poll_interval: float = _doc("seconds between status queries of local shell jobs", 1.0)
     max_step_attempts: int = _doc("attempts of a failing step before REMOTE_ERROR", 3)
     delta_retry: list = _doc("seconds to wait before each retry", lambda: [30, 300, 1200])
+    heartbeat: float = _doc("seconds between heartbeats of the runner lease", 5.0)
+    stale_heartbeats: int = _doc("missed heartbeats after which another runner may take over", 3)
+    processes: dict = _doc("processes per action, e.g. {upload: 2, complete: 2}", dict)
+    log_max_bytes: int = _doc("size at which the runner log is rotated", 10 * 1024 * 1024)
+    log_backups: int = _doc("rotated runner logs kept", 5)
     lock_timeout: float | None = _doc("seconds after which a lock counts as stale")
     delay_checkout: float | None = _doc("accepted for compatibility; unused")
     delay_check_run_status: float | None = _doc("alias of queue_poll_interval")
@@ -127,6 +132,15 @@ class Project:
     @property
     def queue_db_path(self) -> Path:
         return Path(self.queue.path) if self.queue.path else self.base_dir / "queue.db"
+
+    @property
+    def log_path(self) -> Path:
+        """The runner's log file."""
+        if self.log_dir is not None:
+            return self.log_dir / f"{self.name}.log"
+        import platformdirs
+
+        return platformdirs.user_log_path("jfr") / f"{self.name}.log"
 
     @property
     def jobstore_dir(self) -> Path:
@@ -449,6 +463,19 @@ class _Parser:
             self.fail("runner.delta_retry", "must be a list of non-negative numbers")
         if r.max_step_attempts < 1:
             self.fail("runner.max_step_attempts", "must be at least 1")
+        if r.heartbeat <= 0:
+            self.fail("runner.heartbeat", "must be positive")
+        if r.stale_heartbeats < 1:
+            self.fail("runner.stale_heartbeats", "must be at least 1")
+        many = ("upload", "submit", "download", "complete")
+        for action, n in r.processes.items():
+            key = f"runner.processes.{action}"
+            if action not in (*many, "checkout", "monitor"):
+                self.fail(key, "unknown action")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                self.fail(key, "must be a whole number of at least 1")
+            if action not in many and n != 1:
+                self.fail(key, "this action runs in exactly one process")
         return r
 
     def jobstore(self, raw):

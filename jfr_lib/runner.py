@@ -1,9 +1,12 @@
 """The runner: one parent process that forks one process per action.
 
-The parent loads the project, imports the heavy libraries once (so the forked
-children share those pages), forks a child per action, restarts a child that
-dies, and stops them all on SIGTERM/SIGINT. Each child opens its own database
-connection and JobStore after the fork, never before.
+The parent takes the runner lease in the queue database (refusing to start
+while another runner's lease is fresh), drops every lock a dead runner left,
+imports the heavy libraries once (so the forked children share those pages),
+and forks the action processes. Then it loops: it reaps and restarts children
+that die (releasing the locks they held), beats the lease, obeys a stop request
+written in the database, re-reads the project file when it changes, and
+rotates the log. Children die with the parent (``PR_SET_PDEATHSIG``).
 
 ``once`` runs one pass of every action in order, each in its own child, then
 returns. ``exit_when_idle`` returns once no job is READY, in a running state,
@@ -12,16 +15,25 @@ or locked.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import time
 
+from jfr_lib import lease as leases
 from jfr_lib.actions import ORDER
+from jfr_lib.errors import ConfigError, JfrError
 from jfr_lib.queue_db import open_queue_db
 from jfr_lib.states import ACTIVE_STATES
 
 log = logging.getLogger("jfr.runner")
+
+
+class RunnerBusy(JfrError):
+    """Another runner holds the lease of the project."""
+
+    exit_code = 1
 
 
 def preload() -> None:
@@ -35,7 +47,22 @@ def preload() -> None:
     import jfr_lib.actions.upload  # noqa: F401
 
 
-def run_action(project, action: str, once: bool, stop_flag) -> None:
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def status_dir(project):
+    return project.base_dir / "runner"
+
+
+def run_action(project, action: str, once: bool, stop_flag, lock_id=None, status_file=None) -> None:
     """The body of an action process: step, wake the next action, sleep when idle."""
     import importlib
 
@@ -43,13 +70,15 @@ def run_action(project, action: str, once: bool, stop_flag) -> None:
     from jfr_lib.wakeup import Wakeup, notify
 
     module = importlib.import_module(f"jfr_lib.actions.{action}")
-    ctx = ActionContext(project, action)
+    ctx = ActionContext(project, action, lock_id=lock_id, status_file=status_file)
+    ctx.stop_flag = stop_flag
     wake = None if once else Wakeup(project.base_dir, action)
     try:
         if hasattr(module, "prepare"):
             module.prepare(ctx)
         while not stop_flag():
             moved = module.step(ctx)
+            ctx.set_status(None)
             if moved:
                 notify(project.base_dir, NEXT_ACTION[action])
             if once:
@@ -81,30 +110,48 @@ class Runner:
 
     RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)
 
-    def __init__(self, project, once: bool = False, exit_when_idle: bool = False):
+    def __init__(self, project, once: bool = False, exit_when_idle: bool = False, on_ready=None):
         self.project = project
+        self.on_ready = on_ready
         self.once = once
         self.exit_when_idle = exit_when_idle
-        self.children = {}  # pid -> action
-        self.failures = {}  # action -> consecutive quick deaths
+        self.children = {}  # pid -> (action, index, started)
+        self.failures = {}  # (action, index) -> consecutive early deaths
+        self.pending = []  # [(due, action, index)] restarts waiting for their back-off
         self.stopping = False
+        self.lease = None
+        self.file_stamp = self._stamp()
+        self.bad_stamp = None
 
     # --- children ---------------------------------------------------------------
-    def spawn(self, action: str) -> int:
+    def slots(self) -> list:
+        counts = self.project.runner.processes
+        return [(a, i) for a in ORDER for i in range(counts.get(a, 1))]
+
+    def lock_for(self, action: str, index: int, pid: int) -> str:
+        return f"{self.lease['token'][:12]}:{action}:{index}:{pid}"
+
+    def spawn(self, action: str, index: int = 0) -> int:
+        parent = os.getpid()
         pid = os.fork()
         if pid:
-            self.children[pid] = action
+            self.children[pid] = (action, index, time.monotonic())
             return pid
         code = 0
         try:
-            stop = {"now": False}
+            _die_with_parent()
+            stop = {"now": os.getppid() != parent}
 
             def on_term(signum, frame):
                 stop["now"] = True
 
             signal.signal(signal.SIGTERM, on_term)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            run_action(self.project, action, self.once, lambda: stop["now"])
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            status = status_dir(self.project) / f"{action}-{index}.json"
+            run_action(self.project, action, self.once,
+                       lambda: stop["now"] or os.getppid() != parent,
+                       lock_id=self.lock_for(action, index, os.getpid()), status_file=status)  # fmt: skip
         except BaseException:
             logging.getLogger(f"jfr.{action}").exception("action %s crashed", action)
             code = 1
@@ -113,7 +160,7 @@ class Runner:
             os._exit(code)
 
     def reap(self, block: bool = False) -> list:
-        """Collect children that ended: [(pid, action, status)]."""
+        """Collect children that ended: [(pid, action, index, status)]."""
         ended = []
         while self.children:
             try:
@@ -123,83 +170,186 @@ class Runner:
                 break
             if pid == 0:
                 break
-            action = self.children.pop(pid, None)
-            if action is not None:
-                ended.append((pid, action, status))
+            entry = self.children.pop(pid, None)
+            if entry is not None:
+                ended.append((pid, entry[0], entry[1], status, entry[2]))
             if block:
                 break
         return ended
 
-    def stop_children(self, timeout: float = 60.0) -> None:
+    def signal_children(self, signum) -> None:
         for pid in list(self.children):
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+
+    def stop_children(self, timeout: float = 60.0) -> None:
+        self.signal_children(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while self.children and time.monotonic() < deadline:
             if not self.reap():
                 time.sleep(0.05)
-        for pid in list(self.children):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self.signal_children(signal.SIGKILL)
         while self.children:
             self.reap(block=True)
+        self.pending.clear()
 
-    # --- the loop ---------------------------------------------------------------
+    def release_locks(self, lock_id: str | None = None) -> int:
+        """Drop the locks of one dead child, or every lock (when taking over)."""
+        with open_queue_db(self.project) as db:
+            query = {"lock_id": lock_id} if lock_id else {"locked": True}
+            jobs = db.find_jobs(query)
+            for job in jobs:
+                db.update_job(job["db_id"], {"lock_id": None, "lock_time": None}, lock_id=job["lock_id"])
+            if lock_id is None:
+                from jfr_lib.dependencies import sweep_waiting
+
+                sweep_waiting(db)
+        return len(jobs)
+
+    def child_ended(self, pid, action, index, status, started) -> None:
+        released = self.release_locks(self.lock_for(action, index, pid))
+        if self.stopping:
+            return
+        lived = time.monotonic() - started
+        n = 0 if lived > 60 else self.failures.get((action, index), 0)
+        delay = self.RESTART_DELAYS[min(n, len(self.RESTART_DELAYS) - 1)]
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
+        log.warning("action %s[%d] (pid %d) ended (%s) after %.0f s; released %d locks; "
+                    "restarting in %g s", action, index, pid, how, lived, released, delay)  # fmt: skip
+        self.failures[(action, index)] = n + 1
+        self.pending.append((time.monotonic() + delay, action, index))
+
+    def restart_due(self) -> None:
+        now = time.monotonic()
+        for item in [p for p in self.pending if p[0] <= now]:
+            self.pending.remove(item)
+            self.spawn(item[1], item[2])
+
+    # --- lease, reload, idle ----------------------------------------------------
+    def acquire(self) -> None:
+        opts = self.project.runner
+        mine = leases.new_lease(opts.heartbeat, opts.heartbeat * opts.stale_heartbeats,
+                                project=self.project.name, project_file=str(self.project.path))  # fmt: skip
+        with open_queue_db(self.project) as db:
+            ok, previous = leases.acquire(db, mine)
+        if not ok:
+            raise RunnerBusy(
+                f"a runner is already running for project {self.project.name} on "
+                f"{previous['host']} (pid {previous['pid']})"
+            )
+        self.lease = mine
+        if previous is not None:
+            log.warning("took over the stale lease of %s (pid %s)", previous["host"], previous["pid"])
+        released = self.release_locks()
+        if released:
+            log.info("released %d locks left by a previous runner", released)
+
+    def children_status(self) -> list:
+        out = []
+        for pid, (action, index, _started) in sorted(self.children.items(), key=lambda kv: kv[1][:2]):
+            entry = {"pid": pid, "action": action, "index": index, "state": "starting"}
+            try:
+                data = json.loads((status_dir(self.project) / f"{action}-{index}.json").read_text())
+                if data.get("pid") == pid:
+                    entry.update(data)
+            except (OSError, ValueError):
+                pass
+            out.append(entry)
+        return out
+
+    def beat(self) -> None:
+        with open_queue_db(self.project) as db:
+            outcome = leases.heartbeat(db, self.lease, self.children_status())
+        if outcome == "stop":
+            log.info("stop requested through the queue database")
+            self.stopping = True
+        elif outcome == "lost":
+            log.error("the runner lease was taken by another runner: stopping at once")
+            self.signal_children(signal.SIGKILL)
+            self.stopping = True
+            self.lease = None
+
+    def _stamp(self):
+        try:
+            st = os.stat(self.project.path)
+            return (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            return None
+
+    def check_reload(self) -> None:
+        stamp = self._stamp()
+        if stamp == self.file_stamp or stamp == self.bad_stamp or stamp is None:
+            return
+        from jfr_lib.config import load_project_file
+
+        try:
+            project = load_project_file(self.project.path)
+        except ConfigError as exc:
+            self.bad_stamp = stamp
+            log.error("project file changed but is invalid, keeping the last valid one: %s", exc)
+            return
+        self.file_stamp, self.bad_stamp = stamp, None
+        self.project = project
+        log.info("project file changed: restarting the action processes with it")
+        self.stop_children()
+        for action, index in self.slots():
+            self.spawn(action, index)
+
     def idle(self) -> bool:
         with open_queue_db(self.project) as db:
             active = db.count_jobs({"state": [str(s) for s in ACTIVE_STATES]})
             return active == 0 and db.count_jobs({"locked": True}) == 0
 
-    def startup(self) -> None:
-        """Drop locks left by a runner that died (one runner per project)."""
-        with open_queue_db(self.project) as db:
-            for job in db.find_jobs({"locked": True}):
-                db.update_job(job["db_id"], {"lock_id": None, "lock_time": None})
-                log.info("released the stale lock of job %s", job["db_id"])
-
+    # --- the loop ---------------------------------------------------------------
     def run(self) -> int:
         def on_signal(signum, frame):
             self.stopping = True
 
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        old = {s: signal.signal(s, on_signal) for s in handled}
         try:
+            self.acquire()
+            status_dir(self.project).mkdir(parents=True, exist_ok=True)
             preload()
-            self.startup()
             if self.once:
                 for action in ORDER:
                     self.spawn(action)
-                    self.reap(block=True)
+                    for entry in self.reap(block=True):
+                        self.release_locks(self.lock_for(entry[1], entry[2], entry[0]))
                 return 0
-            for action in ORDER:
-                self.spawn(action)
+            for action, index in self.slots():
+                self.spawn(action, index)
             log.info("runner started for project %s (pid %d)", self.project.name, os.getpid())
-            idle_seen = 0
+            if self.on_ready is not None:
+                self.on_ready()
+            idle_seen, next_beat = 0, time.monotonic() + self.project.runner.heartbeat
             while not self.stopping:
                 time.sleep(0.2)
-                for _pid, action, status in self.reap():
-                    self.restart(action, status)
-                if self.exit_when_idle:
+                for entry in self.reap():
+                    self.child_ended(*entry)
+                self.restart_due()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.project.runner.heartbeat
+                    self.beat()
+                    self.check_reload()
+                    from jfr_lib.daemon import rotate_log
+
+                    rotate_log(self.project)
+                if self.exit_when_idle and not self.stopping:
                     idle_seen = idle_seen + 1 if self.idle() else 0
                     if idle_seen >= 2:
                         log.info("nothing left to do: stopping")
                         break
             return 0
         finally:
+            if self.children:
+                log.info("stopping the action processes")
             self.stop_children()
+            if self.lease is not None:
+                with open_queue_db(self.project) as db:
+                    leases.release(db, self.lease["token"])
+                log.info("runner stopped")
             for s, handler in old.items():
                 signal.signal(s, handler)
-
-    def restart(self, action: str, status: int) -> None:
-        if self.stopping:
-            return
-        n = self.failures.get(action, 0)
-        delay = self.RESTART_DELAYS[min(n, len(self.RESTART_DELAYS) - 1)]
-        log.warning("action %s ended (status %d); restarting in %g s", action, status, delay)
-        self.failures[action] = n + 1
-        time.sleep(delay)
-        self.spawn(action)
-

@@ -138,6 +138,17 @@ def test_meta_round_trip(db):
     assert db.get_meta("missing", 7) == 7
 
 
+def test_swap_meta_is_compare_and_set_on_the_token(db):
+    assert db.swap_meta("lease", None, {"token": "a", "n": 1})  # absent: taken
+    assert not db.swap_meta("lease", None, {"token": "b"})  # held by a
+    assert not db.swap_meta("lease", "b", {"token": "b"})
+    assert db.swap_meta("lease", "a", {"token": "a", "n": 2})  # the holder updates it
+    assert db.get_meta("lease") == {"token": "a", "n": 2}
+    assert db.swap_meta("lease", "a", {"token": None})  # released
+    assert db.swap_meta("lease", None, {"token": "c"})  # taken again
+    assert db.get_meta("lease")["token"] == "c"
+
+
 def test_unknown_query_field_is_refused(db):
     with pytest.raises(ValueError):
         db.find_jobs({"no_such_field": 1})

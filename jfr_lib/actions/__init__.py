@@ -10,7 +10,9 @@ runner killed at any instant can simply start again.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 import traceback
 from pathlib import PurePosixPath
@@ -52,11 +54,14 @@ class ActionContext:
         Name of the action, used in the lock token and the logger.
     """
 
-    def __init__(self, project, action: str):
+    def __init__(self, project, action: str, lock_id: str | None = None, status_file=None):
         self.project = project
         self.action = action
         self.db = open_queue_db(project)
-        self.lock_id = lock_token(action)
+        self.lock_id = lock_id or lock_token(action)
+        self.status_file = status_file
+        self._status = "unset"
+        self.stop_flag = lambda: False
         self.log = logging.getLogger(f"jfr.{action}")
         self._hosts = {}
         self._queues = {}
@@ -92,8 +97,34 @@ class ActionContext:
         return self._jobstore
 
     def claim(self, state) -> dict | None:
-        """Lock the next job in ``state`` whose retry time has come."""
-        return self.db.claim_job({"state": str(state), "retry_due": time.time()}, self.lock_id)
+        """Lock the next job in ``state`` whose retry time has come (None when stopping)."""
+        return self.claim_query({"state": str(state), "retry_due": time.time()})
+
+    def claim_query(self, query: dict) -> dict | None:
+        if self.stop_flag():
+            return None
+        job = self.db.claim_job(query, self.lock_id)
+        if job is not None:
+            self.set_status(job)
+        return job
+
+    def set_status(self, job) -> None:
+        """Record what this process is doing, for ``jfr runner info``."""
+        key = None if job is None else job["db_id"]
+        if self.status_file is None or key == self._status:
+            return
+        self._status = key
+        from datetime import datetime, timezone
+
+        data = {"pid": os.getpid(), "action": self.action, "state": "idle" if job is None else "busy",
+                "job": key, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+        tmp = f"{self.status_file}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(data, f)
+            os.replace(tmp, self.status_file)
+        except OSError:
+            pass
 
     def close(self):
         for host in self._hosts.values():
@@ -109,14 +140,17 @@ class ActionContext:
         changes.update(lock_id=None, lock_time=None, step_attempts=0, retry_time=None)
         ok = self.db.set_state(job, new_state, expect_lock=self.lock_id, **changes)
         if not ok:
-            self.log.warning("job %s: lost its lock before reaching %s", job["db_id"], new_state)
+            self.log.warning("job %s: changed by someone else before reaching %s", job["db_id"], new_state)
+            self.db.release_job(job["db_id"], self.lock_id)
         return ok
 
     def fail(self, job: dict, message: str, tb: str | None = None, state=JobState.FAILED) -> None:
         """Record a permanent failure: the error, its traceback, the state it came from."""
         self.log.info("job %s (%s) %s: %s", job["db_id"], job["name"], state, message)
-        self.db.set_state(job, state, expect_lock=self.lock_id, error=message, traceback=tb,
-                          failed_step=self.action, lock_id=None, lock_time=None)  # fmt: skip
+        if not self.db.set_state(job, state, expect_lock=self.lock_id, error=message, traceback=tb,
+                                 failed_step=self.action, lock_id=None, lock_time=None):  # fmt: skip
+            self.db.release_job(job["db_id"], self.lock_id)
+            return
         from jfr_lib.dependencies import release_children
 
         release_children(self.db, job["uuid"])

@@ -33,7 +33,7 @@ def step(ctx: ActionContext) -> int:
         if any(s == 0 for s in slots.values()):
             # a worker is full; jobs of a worker removed from the project wait meanwhile
             query["worker"] = [n for n, s in slots.items() if s is None or s > 0]
-        job = ctx.db.claim_job(query, ctx.lock_id)
+        job = ctx.claim_query(query)
         if job is None:
             break
         if job["worker"] not in ctx.project.workers:

@@ -114,7 +114,8 @@ def complete(ctx: ActionContext, job: dict) -> None:
         stop_flow(ctx.db, job["flow_uuid"])
     changes = dict(times, stored_data=response.get("stored_data"), error=None)
     if not ctx.db.set_state(job, JobState.COMPLETED, expect_lock=ctx.lock_id, **changes):
-        ctx.log.warning("job %s: lost its lock while completing", job["db_id"])
+        ctx.log.warning("job %s: changed by someone else while completing", job["db_id"])
+        ctx.db.release_job(job["db_id"], ctx.lock_id)
         return
     release_children(ctx.db, job["uuid"])
     ctx.db.release_job(job["db_id"], ctx.lock_id)

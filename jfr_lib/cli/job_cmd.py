@@ -33,6 +33,24 @@ def add_arguments(sub) -> None:
     out.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
     add_json_flag(out)
     out.set_defaults(func=run_output)
+    for verb, text, desc in (
+        ("retry", "retry a job stopped by REMOTE_ERROR",
+         "Put a REMOTE_ERROR job back in the state where its step failed, with a fresh retry budget."),
+        ("pause", "hold a waiting or ready job", "Pause a WAITING or READY job: the runner leaves it alone."),
+        ("resume", "release a paused job", "Resume a PAUSED job: READY when its parents are done, else WAITING."),
+    ):  # fmt: skip
+        v = verbs.add_parser(verb, help=text, description=desc)
+        v.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
+        v.set_defaults(func=run_control, operation=verb)
+    setp = verbs.add_parser("set", help="change a setting of a job",
+                            description="Change a setting of a job that has not started.")
+    what = setp.add_subparsers(dest="setting", metavar="SETTING")
+    what.required = True
+    prio = what.add_parser("priority", help="change the priority (higher runs first)",
+                           description="Change the priority of a WAITING, READY or PAUSED job.")
+    prio.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
+    prio.add_argument("value", metavar="PRIORITY", type=int, help="the new priority")
+    prio.set_defaults(func=run_control, operation="priority")
 
 
 def _states(values) -> list:
@@ -123,4 +141,20 @@ def run_output(args) -> int:
     from monty.json import MontyEncoder
 
     print(json.dumps(output, cls=MontyEncoder, indent=None if args.json else 2))
+    return 0
+
+
+def run_control(args) -> int:
+    from jfr_lib import control
+    from jfr_lib.config import load_project
+    from jfr_lib.queue_db import open_queue_db
+
+    with open_queue_db(load_project(args.project)) as db:
+        job = get_job_or_fail(db, args.job_id)
+        if args.operation == "priority":
+            control.set_priority(db, job, args.value)
+            print(f"job {job['db_id']}: priority {args.value}")
+            return 0
+        new = getattr(control, args.operation)(db, job)
+    print(f"job {job['db_id']}: {job['state']} -> {new['state']}")
     return 0

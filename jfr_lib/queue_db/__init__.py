@@ -12,7 +12,11 @@ __all__ = ["ANY", "QueueDB", "lock_token", "now_iso", "open_queue_db"]
 
 
 def open_queue_db(project) -> QueueDB:
-    """Open the queue database of ``project`` (a :class:`jfr_lib.config.Project`)."""
+    """Open the queue database of ``project`` (a :class:`jfr_lib.config.Project`).
+
+    The returned object knows the project's data folder (``base_dir``), where
+    the runner's wake-up pipes live.
+    """
     q = project.queue
     if q.backend == "mongodb":
         from jfr_lib.queue_db.mongo import MongoQueueDB
@@ -20,8 +24,12 @@ def open_queue_db(project) -> QueueDB:
         if q.uri and q.uri.startswith("mongomock://"):
             import mongomock  # only tests use this scheme
 
-            return MongoQueueDB(database=q.database, prefix=q.prefix, client=mongomock.MongoClient())
-        return MongoQueueDB(q.uri, q.database, q.prefix)
-    from jfr_lib.queue_db.sqlite import SQLiteQueueDB
+            db = MongoQueueDB(database=q.database, prefix=q.prefix, client=mongomock.MongoClient())
+        else:
+            db = MongoQueueDB(q.uri, q.database, q.prefix)
+    else:
+        from jfr_lib.queue_db.sqlite import SQLiteQueueDB
 
-    return SQLiteQueueDB(project.queue_db_path)
+        db = SQLiteQueueDB(project.queue_db_path)
+    db.base_dir = project.base_dir
+    return db

@@ -67,6 +67,15 @@ class QueueDB(ABC):
     def set_meta(self, key: str, value) -> None:
         """Store a JSON-able value in the metadata table."""
 
+    @abstractmethod
+    def swap_meta(self, key: str, expected_token, value) -> bool:
+        """Compare-and-set on a metadata document that carries a ``token`` field.
+
+        Store ``value`` if the current document's token equals ``expected_token``;
+        ``None`` matches a missing document or one whose token is None. Returns
+        whether it was stored. The runner lease is built on this.
+        """
+
     def schema_version(self) -> int:
         return int(self.get_meta("schema_version", 0))
 

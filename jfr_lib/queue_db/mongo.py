@@ -127,6 +127,16 @@ class MongoQueueDB(QueueDB):
     def set_meta(self, key, value):
         self.meta.update_one({"_id": key}, {"$set": {"value": value}}, upsert=True)
 
+    def swap_meta(self, key, expected_token, value):
+        from pymongo.errors import DuplicateKeyError
+
+        try:
+            result = self.meta.update_one({"_id": key, "value.token": expected_token},
+                                          {"$set": {"value": value}}, upsert=expected_token is None)  # fmt: skip
+        except DuplicateKeyError:  # the upsert met a document held by another token
+            return False
+        return result.matched_count == 1 or result.upserted_id is not None
+
     # --- inserts ----------------------------------------------------------------
     def _prepare(self, jobs, first_id):
         stamp = now_iso()

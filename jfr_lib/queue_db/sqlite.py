@@ -193,6 +193,20 @@ class SQLiteQueueDB(QueueDB):
                 (key, json.dumps(value)),
             )
 
+    def swap_meta(self, key, expected_token, value):
+        with self._write() as c:
+            row = c.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            current = json.loads(row[0]) if row else None
+            token = current.get("token") if isinstance(current, dict) else None
+            if token != expected_token:
+                return False
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                (key, json.dumps(value)),
+            )
+            return True
+
     # --- documents <-> rows -----------------------------------------------------
     @staticmethod
     def _job(row) -> dict:

@@ -1,0 +1,235 @@
+"""Running the runner in the background: start, stop, kill, status, logs.
+
+``start`` double-forks a daemon (its own session, stdio on /dev/null, logging
+to the project's log file) and returns once the daemon holds the lease and
+its action processes are up; it reports instead when a runner already runs,
+so a crontab line can call it every few minutes. ``stop`` writes a stop
+request into the queue database, so it works from any host that reaches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from pathlib import Path
+
+from jfr_lib import lease as leases
+from jfr_lib.errors import JfrError, UsageError
+from jfr_lib.queue_db import open_queue_db
+
+log = logging.getLogger("jfr.runner")
+LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
+
+#: ``jfr runner status`` exit codes, as LSB init scripts use them.
+STATUS_CODES = {leases.RUNNING: 0, leases.STALE: 1, leases.STOPPED: 3}
+
+
+def setup_logging(project, stderr: bool, debug: bool = False) -> Path:
+    """Send the ``jfr`` loggers to the project's log file (and stderr in the foreground).
+
+    Every process appends to the same file; the parent rotates it by renaming,
+    and each process's ``WatchedFileHandler`` reopens the new file.
+    """
+    from logging.handlers import WatchedFileHandler
+
+    path = project.log_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handlers = [WatchedFileHandler(path)]
+    if stderr:
+        handlers.append(logging.StreamHandler())
+    formatter = logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S")
+    for h in handlers:
+        h.setFormatter(formatter)
+    root = logging.getLogger("jfr")
+    root.handlers[:] = handlers
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.propagate = False
+    return path
+
+
+def rotate_log(project) -> None:
+    """Rotate the log file once it is larger than ``runner.log_max_bytes``."""
+    path, opts = project.log_path, project.runner
+    try:
+        if path.stat().st_size < opts.log_max_bytes:
+            return
+    except OSError:
+        return
+    for n in range(opts.log_backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{n + 1}"))
+    if opts.log_backups > 0:
+        path.replace(path.with_name(f"{path.name}.1"))
+    else:
+        path.unlink()
+    log.info("log rotated")
+
+
+def current(project) -> tuple:
+    """(status word, lease or None)."""
+    with open_queue_db(project) as db:
+        found = leases.read(db)
+    return leases.status(found), found
+
+
+def start(project, timeout: float = 60.0, debug: bool = False) -> tuple:
+    """Start a daemon unless a runner is already running.
+
+    Returns
+    -------
+    (bool, dict)
+        Whether a daemon was started, and the lease of the running runner.
+    """
+    from jfr_lib.runner import Runner, RunnerBusy
+
+    word, found = current(project)
+    if word == leases.RUNNING:
+        return False, found
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the first child: detach, fork the daemon, leave
+        os.close(read_end)
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        code = 1
+        try:
+            os.chdir("/")
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            setup_logging(project, stderr=False, debug=debug)
+
+            def ready():
+                _say(write_end, "ok")
+
+            code = Runner(project, on_ready=ready).run()
+        except RunnerBusy as exc:
+            _say(write_end, f"busy {exc}")
+        except BaseException as exc:  # the daemon has no terminal: the log and the pipe say why
+            log.exception("the runner failed")
+            _say(write_end, f"error {type(exc).__name__}: {exc}")
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    message = _hear(read_end, timeout)
+    os.close(read_end)
+    if message == "ok":
+        return True, current(project)[1]
+    if message.startswith("busy"):
+        return False, current(project)[1]
+    detail = message.split(" ", 1)[1] if " " in message else f"see {project.log_path}"
+    raise JfrError(f"the runner did not start: {detail}")
+
+
+def _say(fd: int, text: str) -> None:
+    try:
+        os.write(fd, text.encode() + b"\n")
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _hear(fd: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+        if data.endswith(b"\n"):
+            break
+    return data.decode().strip() or "error the runner exited during start-up"
+
+
+def stop(project, wait: float = 120.0) -> dict | None:
+    """Ask the runner to stop and wait until it has. Returns its lease, or None."""
+    with open_queue_db(project) as db:
+        found = leases.read(db)
+        if leases.status(found) != leases.RUNNING:
+            return None
+        found = leases.request_stop(db)
+    if found is None or wait <= 0:
+        return found
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        word, now = current(project)
+        if word != leases.RUNNING or now is None or now["token"] != found["token"]:
+            return found
+        time.sleep(0.2)
+    raise JfrError(f"the runner on {found['host']} (pid {found['pid']}) did not stop within {wait:g} s")
+
+
+def kill(project) -> dict | None:
+    """Kill a runner on this host at once (its action processes die with it)."""
+    word, found = current(project)
+    if found is None:
+        return None
+    if found["host"] != socket.gethostname():
+        raise UsageError(f"the runner runs on {found['host']}: kill it there, or use "
+                         "`jfr runner stop` from here")  # fmt: skip
+    if word == leases.RUNNING:
+        try:
+            os.kill(int(found["pid"]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 10
+        while leases.alive_here(found) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    with open_queue_db(project) as db:
+        leases.release(db, found["token"])
+        for job in db.find_jobs({"locked": True}):
+            db.update_job(job["db_id"], {"lock_id": None, "lock_time": None}, lock_id=job["lock_id"])
+    return found
+
+
+def tail(path: Path, n: int) -> list:
+    """The last ``n`` lines of a file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size, block, data = f.tell(), 8192, b""
+            while size > 0 and data.count(b"\n") <= n:
+                step = min(block, size)
+                size -= step
+                f.seek(size)
+                data = f.read(step) + data
+    except FileNotFoundError:
+        return []
+    return [line.decode(errors="replace") for line in data.splitlines()[-n:]] if n else []
+
+
+def follow(path: Path, out, poll: float = 0.3) -> None:
+    """Print lines appended to ``path`` until interrupted, across rotations."""
+    f, ino, first = None, None, True
+    while True:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            time.sleep(poll)
+            continue
+        if st.st_ino != ino:
+            if f is not None:
+                out.write(f.read())  # the end of the rotated file
+                f.close()
+            f, ino = open(path, errors="replace"), st.st_ino  # noqa: SIM115 (kept open while following)
+            if first:
+                f.seek(0, os.SEEK_END)
+                first = False
+        line = f.readline()
+        if line:
+            out.write(line)
+            out.flush()
+        else:
+            time.sleep(poll)
