@@ -27,24 +27,30 @@ class ProjectEnv:
         self.work = root / "run"
         self.path = self.projects / f"{name}.yaml"
 
-    def write(self, text: str | None = None, **worker_extra) -> Path:
+    def write(self, text: str | None = None, runner: dict | None = None, **worker_extra) -> Path:
+        """Write the project file: the default local worker plus ``worker_extra`` keys."""
         if text is None:
             extra = "".join(f"    {k}: {v}\n" for k, v in worker_extra.items())
+            opts = {"delta_retry": "[0.2, 0.5]", "max_step_attempts": 3, "heartbeat": 0.5, **(runner or {})}
             text = (
-                f"name: {self.name}\nbase_dir: {self.base}\n"
+                f"name: {self.name}\nbase_dir: {self.base}\nlog_dir: {self.root / 'logs'}\n"
                 f"workers:\n  local:\n    type: local\n    scheduler_type: shell\n"
                 f"    work_dir: {self.work}\n{extra}"
                 "exec_config:\n  with_env:\n    export:\n      JFR_TEST_VAR: from-exec-config\n"
-                "runner:\n  delta_retry: [0.2, 0.5]\n  max_step_attempts: 3\n"
+                "runner:\n" + "".join(f"  {k}: {v}\n" for k, v in opts.items())
             )
         self.path.write_text(text)
+        self._project = None
         return self.path
 
     @property
     def project(self):
+        """The project as last written by :meth:`write` (a test may break the file afterwards)."""
         from jfr_lib.config import load_project_file
 
-        return load_project_file(self.path)
+        if getattr(self, "_project", None) is None:
+            self._project = load_project_file(self.path)
+        return self._project
 
     def db(self):
         from jfr_lib.queue_db import open_queue_db
@@ -74,6 +80,9 @@ class ProjectEnv:
             raise AssertionError(f"jfr {' '.join(args)} exited {proc.returncode}:\n{err}")
         return proc.returncode, out, err
 
+    def start_runner(self) -> "RunnerProc":
+        return RunnerProc(self)
+
     def run_until_idle(self, timeout: float = 180):
         return self.jfr("runner", "run", "--exit-when-idle", timeout=timeout)
 
@@ -87,6 +96,68 @@ class ProjectEnv:
 
         store = get_jobstore(self.project)
         return store.get_output(job["uuid"], which=job["index"], load=True)
+
+
+def children_of(pid: int) -> list:
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+class RunnerProc:
+    """``jfr runner run`` in a subprocess (the foreground runner), stopped on exit."""
+
+    def __init__(self, env: ProjectEnv):
+        self.env = env
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "jfr.py"), "runner", "run"], env=env.env(),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        self.pid = self.proc.pid
+
+    def wait_children(self, n: int = 6, timeout: float = 60) -> list:
+        return wait_for(lambda: len(children_of(self.pid)) >= n and children_of(self.pid), timeout,
+                        message=f"{n} action processes")  # fmt: skip
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.pid, signal.SIGKILL)
+            return self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 @pytest.fixture

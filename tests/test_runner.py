@@ -11,7 +11,7 @@ import time
 import pytest
 
 import testjobs as tj
-from conftest import ROOT
+from conftest import ROOT, children_of
 from jfr_lib import submit_flow
 
 pytestmark = pytest.mark.e2e
@@ -35,14 +35,6 @@ def test_once_does_one_pass_and_exits(penv):
         time.sleep(0.2)
     assert states(penv) == ["COMPLETED", "COMPLETED"]
     assert penv.output(penv.jobs()[1]) == 6
-
-
-def children_of(pid):
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            out += [int(c) for c in f.read().split()]
-    return out
 
 
 def test_sigterm_stops_the_runner_and_its_action_processes(penv):

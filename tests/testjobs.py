@@ -81,7 +81,16 @@ def store_data(a):
 
 
 @job
-def append_line(path, text):
+def append_line(path, text, after=None):
+    """Record that this job ran (tests count the lines); ``after`` links it to a parent."""
     with open(path, "a") as f:
         f.write(f"{text}\n")
     return text
+
+
+@job
+def sleep_add(seconds, a=0, b=0):
+    import time
+
+    time.sleep(seconds)
+    return a + b
