@@ -38,6 +38,15 @@ def median_time(fn, repeat=15):
     return statistics.median(times)
 
 
+def measure(store, lite, pool) -> tuple:
+    """Median seconds of get_output, a find by uuid, and an indexed SQLite lookup."""
+    get = median_time(lambda: store.get_output(random.choice(pool)))
+    find = median_time(lambda: store.docs_store.query_one({"uuid": random.choice(pool)}))
+    plain = median_time(lambda: lite.execute("SELECT doc FROM outputs WHERE uuid = ? ORDER BY idx DESC",
+                                             (random.choice(pool),)).fetchone())  # fmt: skip
+    return get, find, plain
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
@@ -63,10 +72,7 @@ def main():
         lite.commit()
         uuids += [d["uuid"] for d in batch]
         have = size
-        get = median_time(lambda: store.get_output(random.choice(uuids)))
-        find = median_time(lambda: store.docs_store.query_one({"uuid": random.choice(uuids)}))
-        plain = median_time(lambda: lite.execute("SELECT doc FROM outputs WHERE uuid = ? ORDER BY idx DESC",
-                                                 (random.choice(uuids),)).fetchone())  # fmt: skip
+        get, find, plain = measure(store, lite, list(uuids))
         print(f"{size:>8} {insert:>9.1f} {get * 1000:>14.1f} {find * 1000:>16.1f} {plain * 1000:>18.3f}", flush=True)
 
 

@@ -19,6 +19,7 @@ from common import RunnerProcess, make_project, tmpdir
 
 def cases():
     from jobflow import Flow
+
     from quickstart_jobs import add
 
     def independent(n):

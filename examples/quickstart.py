@@ -17,13 +17,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from jobflow import Flow  # noqa: E402
-from quickstart_jobs import add, fan_out  # noqa: E402
 
 from jfr_lib import get_jobstore, submit_flow  # noqa: E402
 from jfr_lib.cli import main as jfr  # noqa: E402
 from jfr_lib.config import load_project, project_files  # noqa: E402
 from jfr_lib.queue_db import open_queue_db  # noqa: E402
 from jfr_lib.runner import Runner  # noqa: E402
+
+from quickstart_jobs import add, fan_out  # noqa: E402
 
 NAME = "quickstart"
 

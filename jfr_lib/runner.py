@@ -15,6 +15,7 @@ or locked.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -46,6 +47,11 @@ def preload() -> None:
     import jfr_lib.actions.complete
     import jfr_lib.actions.upload  # noqa: F401
 
+    # keep the imported objects out of the collector's reach: a full collection
+    # in a child would write to every page holding them and unshare it
+    gc.collect()
+    gc.freeze()
+
 
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when its parent dies (a no-op elsewhere)."""
@@ -54,6 +60,16 @@ def _die_with_parent() -> None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _trim_heap() -> None:
+    """Return freed heap pages to the system (glibc only; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
 
@@ -73,17 +89,22 @@ def run_action(project, action: str, once: bool, stop_flag, lock_id=None, status
     ctx = ActionContext(project, action, lock_id=lock_id, status_file=status_file)
     ctx.stop_flag = stop_flag
     wake = None if once else Wakeup(project.base_dir, action)
+    busy = False
     try:
         if hasattr(module, "prepare"):
             module.prepare(ctx)
         while not stop_flag():
             moved = module.step(ctx)
+            busy = busy or bool(moved)
             ctx.set_status(None)
             if moved:
                 notify(project.base_dir, NEXT_ACTION[action])
             if once:
                 break
             if not moved:
+                if busy:
+                    _trim_heap()  # give back what the burst of work allocated
+                    busy = False
                 timeout = project.runner.idle_sleep
                 if hasattr(module, "next_due"):
                     timeout = min(timeout, module.next_due(ctx))

@@ -80,7 +80,7 @@ class ProjectEnv:
             raise AssertionError(f"jfr {' '.join(args)} exited {proc.returncode}:\n{err}")
         return proc.returncode, out, err
 
-    def start_runner(self) -> "RunnerProc":
+    def start_runner(self) -> RunnerProc:
         return RunnerProc(self)
 
     def run_until_idle(self, timeout: float = 180):

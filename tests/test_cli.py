@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import pytest
-import testjobs as tj
 
 from jfr_lib import submit_flow
 from jfr_lib.cli import main
+
+import testjobs as tj
 
 HEAVY = ("jobflow", "maggma", "montydb", "fabric", "qtoolkit", "paramiko", "pymongo", "monty")
 

@@ -14,9 +14,10 @@ import time
 import pytest
 from jobflow import Flow
 
+from jfr_lib import submit_flow
+
 import testjobs as tj
 from conftest import children_of, gone, wait_for
-from jfr_lib import submit_flow
 
 pytestmark = pytest.mark.e2e
 

@@ -10,10 +10,11 @@ import math
 from datetime import datetime
 
 import pytest
-import testjobs as tj
 from jobflow import Flow
 
 from jfr_lib import set_run_config, submit_flow
+
+import testjobs as tj
 
 pytestmark = pytest.mark.e2e
 

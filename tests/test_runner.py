@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-import testjobs as tj
-from conftest import ROOT, children_of
 from jfr_lib import submit_flow
+
+import testjobs as tj
+from conftest import ROOT, children_of, gone
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +50,7 @@ def test_sigterm_stops_the_runner_and_its_action_processes(penv):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         for pid in kids:
-            assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+            assert gone(pid)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
-import testjobs as tj
 from jobflow import Flow, job
 
 from jfr_lib import set_run_config, submit_flow
 from jfr_lib.errors import SubmitError
+
+import testjobs as tj
 
 
 @job(other_store=True)

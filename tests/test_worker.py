@@ -7,9 +7,10 @@ import os
 import subprocess
 import sys
 
+from monty.json import MontyEncoder
+
 import testjobs as tj
 from conftest import ROOT, TESTS
-from monty.json import MontyEncoder
 
 
 def prepare(run_dir, job, store_names=("data",)):
