@@ -50,6 +50,9 @@ exec_config: {{}}
 runner:
   max_step_attempts: 3         # tries of a failing step before REMOTE_ERROR
   delta_retry: [30, 300, 1200] # seconds before each retry
+  heartbeat: 5                 # seconds between beats of the runner lease
+  # processes: {{upload: 2, complete: 2}}   # more processes for busy actions
+  # queue_poll_interval: 5     # seconds between queue queries (per worker: poll_interval)
 """
 
 
