@@ -69,6 +69,8 @@ class Worker:
     login_shell: bool = _doc("run remote commands in a login shell", True)
     shell_cmd: str = _doc("shell used for remote commands", "bash")
     connect_kwargs: dict = _doc("extra keyword arguments for the SSH connection", dict)
+    known_hosts: str | None = _doc("known_hosts file checked for the host key (default ~/.ssh/known_hosts)")
+    accept_new_host_keys: bool = _doc("accept and record keys of hosts not yet known (changed keys fail)", False)
     interactive_login: bool = _doc("log in interactively (two-factor authentication)", False)
     forward_agent: bool = _doc("forward the SSH agent", False)
     inline_ssh_env: bool = _doc("pass environment variables inline", True)

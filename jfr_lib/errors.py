@@ -81,9 +81,11 @@ class QueueError(JfrError):
 
     exit_code = 6
 
-    def __init__(self, message: str, transient: bool = True):
+    def __init__(self, message: str, transient: bool = True, limit: bool = False):
         super().__init__(message)
         self.transient = transient
+        #: the queue refused because of a per-user limit: wait, but it is no error
+        self.limit = limit
 
 
 class JobFailure(JfrError):

@@ -17,6 +17,19 @@ QUEUE_ERR = "queue.err"
 
 #: qtoolkit QState names that mean "still in the queue".
 ACTIVE = {"QUEUED", "QUEUED_HELD", "RUNNING", "SUSPENDED", "REQUEUED"}
+#: Words of a refused submission that mean "too many jobs of yours right now".
+LIMIT_WORDS = ("maxsubmitjob", "qosmaxsubmit", "assocmaxsubmit", "submit limit", "job limit",
+               "would exceed", "too many jobs", "maximum number of jobs")  # fmt: skip
+#: Queue states of a job that ended without finishing its work, and what they mean.
+ENDED_BADLY = {
+    "TIMEOUT": "killed by the queue: time limit reached",
+    "CANCELLED": "cancelled in the queue (scancel/qdel from outside jfr, or an administrator)",
+    "NODE_FAIL": "its node failed",
+    "OUT_OF_MEMORY": "killed by the queue: out of memory",
+    "PREEMPTED": "preempted by the queue",
+    "DEADLINE": "killed by the queue: deadline reached",
+    "BOOT_FAIL": "its node failed to boot",
+}
 
 
 @dataclass
@@ -137,7 +150,9 @@ class QueueAdapter:
         if result.job_id:
             return str(result.job_id)
         text = " ".join((stderr or stdout or "no output").split())
-        permanent = any(s in text.lower() for s in ("invalid", "unknown", "not exist", "rejected"))
+        if any(word in text.lower().replace(" ", "") or word in text.lower() for word in LIMIT_WORDS):
+            raise QueueError(f"the queue refused more jobs for now: {text[:300]}", transient=True, limit=True)
+        permanent = any(s in text.lower() for s in ("invalid", "unknown", "not exist", "rejected", "unrecognized"))
         raise QueueError(f"submission failed (exit {exit_code}): {text[:300]}", transient=not permanent)
 
     def status_command(self, queue_ids, user: str | None = None) -> str:
@@ -162,6 +177,23 @@ class QueueAdapter:
                 continue  # the pid was reused by an unrelated process
             seen[str(qjob.job_id)] = JobStatus(str(qjob.job_id), state)
         return {str(i): seen.get(str(i), JobStatus(str(i), "GONE")) for i in queue_ids}
+
+    def detail_command(self, queue_id) -> str | None:
+        """A command telling how a job that left the queue ended (None: not available)."""
+        if self.scheduler_type == "shell":
+            return None
+        return self.io.get_job_cmd(str(queue_id))
+
+    def parse_detail(self, exit_code: int, stdout: str, stderr: str) -> str | None:
+        """The scheduler's own final state of a job (``TIMEOUT``, ``CANCELLED``...), if known."""
+        try:
+            qjob = self.io.parse_job_output(exit_code, stdout, stderr)
+        except Exception:  # the job was purged from the queue's memory: nothing to say
+            return None
+        if qjob is None or qjob.sub_state is None:
+            return None
+        name = getattr(qjob.sub_state, "name", str(qjob.sub_state))
+        return name.split(".")[-1].upper()
 
     def cancel_command(self, queue_id) -> str:
         return self.io.get_cancel_cmd(str(queue_id))

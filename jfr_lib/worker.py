@@ -94,8 +94,19 @@ def describe_response(response) -> dict:
     return out
 
 
+class Terminated(Exception):
+    """The queue asked the job to stop (SIGTERM: time limit, cancel)."""
+
+
+def _on_term(signum, frame):
+    raise Terminated(f"terminated by signal {signum} (time limit, cancel or shutdown)")
+
+
 def run(run_dir: str) -> int:
     """Run the job of ``run_dir``; returns the process exit code."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_term)
     os.chdir(run_dir)
     try:
         fd = os.open(STARTED_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -172,6 +172,11 @@ class ActionContext:
                 tb = traceback.format_exc()
             self.fail(job, message, tb)
             return
+        if getattr(exc, "limit", False):
+            delay = opts.delta_retry[0]
+            self.log.info("job %s: %s; trying again in %g s", job["db_id"], message, delay)
+            self.db.release_job(job["db_id"], self.lock_id, {"retry_time": time.time() + delay})
+            return
         attempts = int(job.get("step_attempts") or 0) + 1
         if attempts >= opts.max_step_attempts:
             self.fail(job, f"{self.action} failed {attempts} times: {message}",

@@ -40,7 +40,14 @@ def step(ctx: ActionContext) -> int:
             ctx.fail(job, f"worker {job['worker']!r} is not in the project file")
             continue
         worker = ctx.project.workers[job["worker"]]
-        run_dir = job.get("run_dir") or run_dir_for(worker.work_dir, job["uuid"], job["index"])
+        run_dir = job.get("run_dir")
+        if not run_dir:
+            try:
+                work_dir = worker.work_dir if worker.is_local else ctx.host(worker).expand(worker.work_dir)
+            except Exception as exc:  # the host cannot be reached: retried like any step
+                ctx.step_failed(job, exc)
+                continue
+            run_dir = run_dir_for(work_dir, job["uuid"], job["index"])
         if ctx.advance(job, JobState.CHECKED_OUT, run_dir=run_dir):
             moved += 1
             touched.add(job["flow_uuid"])

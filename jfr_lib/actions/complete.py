@@ -99,10 +99,23 @@ def add_new_jobs(ctx: ActionContext, job: dict, response: dict) -> None:
 
 
 def complete(ctx: ActionContext, job: dict) -> None:
+    from jfr_lib.queue import ENDED_BADLY
+
     folder = job.get("local_dir") or job["run_dir"]
-    out = read_output(folder)
+    try:
+        out = read_output(folder)
+    except JobFailure as exc:
+        ctx.db.update_job(job["db_id"], {"queue_err": _tail(Path(folder) / "queue.err", 2000)},
+                          lock_id=ctx.lock_id)  # fmt: skip
+        ended = job.get("queue_state")
+        if ended in ENDED_BADLY:  # say first what the queue did to it
+            raise JobFailure(f"{ENDED_BADLY[ended]} ({ended}); {exc}") from None
+        raise
+    if out["state"] == "FAILED" and job.get("queue_state") in ENDED_BADLY:
+        out["error"] = f"{ENDED_BADLY[job['queue_state']]} ({job['queue_state']}): {out.get('error')}"
     times = {k: out.get(k) for k in ("start_time", "end_time", "host", "run_seconds")}
     if out["state"] == "FAILED":
+        times["queue_err"] = _tail(Path(folder) / "queue.err", 2000)
         ctx.db.update_job(job["db_id"], times, lock_id=ctx.lock_id)
         raise JobFailure(out.get("error") or "the job failed", out.get("traceback"))
     store_outputs(ctx, folder)

@@ -5,17 +5,44 @@ A local worker's run folder is read in place, so there is nothing to copy.
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 from jfr_lib.actions import ActionContext, guarded
+from jfr_lib.queue import QUEUE_ERR, QUEUE_OUT
 from jfr_lib.states import JobState
+from jfr_lib.worker import OUT_FILE, STORE_FILE
+
+#: Files fetched from a remote run folder (those that exist).
+FILES = (OUT_FILE, STORE_FILE, QUEUE_ERR, QUEUE_OUT)
+#: queue.out/queue.err are fetched only up to this size (their end is what matters).
+TAIL_BYTES = 64 * 1024
+
+
+def local_dir(ctx: ActionContext, job: dict) -> Path:
+    return ctx.project.base_dir / "downloads" / job["uuid"][:2] / f"{job['uuid']}_{job['index']}"
 
 
 def download(ctx: ActionContext, job: dict) -> None:
     worker = ctx.worker(job["worker"])
-    if not worker.is_local:
-        from jfr_lib.errors import HostError
-
-        raise HostError(f"worker {worker.name}: downloads from remote workers are not supported yet")
-    ctx.advance(job, JobState.DOWNLOADED, local_dir=job["run_dir"])
+    if worker.is_local:
+        ctx.advance(job, JobState.DOWNLOADED, local_dir=job["run_dir"])
+        return
+    host = ctx.host(worker)
+    target = local_dir(ctx, job)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        remote = f"{job['run_dir']}/{name}"
+        try:
+            if name in (QUEUE_OUT, QUEUE_ERR):
+                result = host.run(f"tail -c {TAIL_BYTES} {shlex.quote(remote)}")
+                if result.exit_code == 0:
+                    (target / name).write_text(result.stdout)
+            else:
+                host.get(remote, str(target / name))
+        except FileNotFoundError:
+            (target / name).unlink(missing_ok=True)  # complete reports what is missing
+    ctx.advance(job, JobState.DOWNLOADED, local_dir=str(target))
 
 
 def step(ctx: ActionContext) -> int:

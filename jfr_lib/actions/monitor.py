@@ -57,7 +57,11 @@ def check_worker(ctx: ActionContext, worker, jobs: list) -> int:
         else:
             gone, running = not status.active, status.running
         if gone:
-            moved += ctx.db.set_state(job, JobState.RUN_FINISHED)
+            ended = None
+            if status is not None and (cmd := queue.detail_command(job["queue_id"])):
+                detail = host.run(cmd)
+                ended = queue.parse_detail(detail.exit_code, detail.stdout, detail.stderr)
+            moved += ctx.db.set_state(job, JobState.RUN_FINISHED, queue_state=ended)
         elif running and job["state"] == str(JobState.SUBMITTED):
             moved += ctx.db.set_state(job, JobState.RUNNING)
     return moved

@@ -58,6 +58,21 @@ def worker_command(worker, run_dir: str, notify=None) -> str:
     return cmd
 
 
+SUBMIT_OUT, SUBMIT_ERR = "jfr_submit.out", "jfr_submit.err"
+
+
+def recorded_queue_id(host, queue, run_dir: str) -> str | None:
+    """The queue id an earlier submission left in the run folder, if any."""
+    try:
+        text = host.read_text(f"{run_dir}/{SUBMIT_OUT}")
+    except FileNotFoundError:
+        return None
+    try:
+        return queue.parse_submit(0, text, "")
+    except Exception:  # empty or partial: that submission did not get through
+        return None
+
+
 def submit(ctx: ActionContext, job: dict) -> None:
     worker = ctx.worker(job["worker"])
     host = ctx.host(worker)
@@ -69,13 +84,22 @@ def submit(ctx: ActionContext, job: dict) -> None:
         ctx.advance(job, JobState.SUBMITTED)
         return
     queue = ctx.queue(worker)
+    recorded = recorded_queue_id(host, queue, run_dir)
+    if recorded:  # submitted by an attempt that died before the database heard of it
+        ctx.log.warning("job %s: found queue id %s in its run folder; not submitting again",
+                        job["db_id"], recorded)  # fmt: skip
+        ctx.advance(job, JobState.SUBMITTED, queue_id=recorded)
+        return
     notify = fifo_path(ctx.project.base_dir, "monitor") if worker.is_local else None
     script = queue.script(
         worker_command(worker, run_dir, notify), run_dir, resources=resources_of(worker, job),
         exec_config=exec_config_of(ctx, job), pre_run=worker.pre_run, post_run=worker.post_run,
     )  # fmt: skip
     host.write_text(f"{run_dir}/{SCRIPT_NAME}", script)
-    result = host.run(queue.submit_command(SCRIPT_NAME), cwd=run_dir)
+    # the queue's answer is kept in the run folder the moment it arrives
+    command = (f"{{ {queue.submit_command(SCRIPT_NAME)} ; }} > {SUBMIT_OUT} 2> {SUBMIT_ERR}; rc=$?; "
+               f"cat {SUBMIT_OUT}; cat {SUBMIT_ERR} >&2; exit $rc")  # fmt: skip
+    result = host.run(command, cwd=run_dir)
     queue_id = queue.parse_submit(result.exit_code, result.stdout, result.stderr)
     stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     ctx.advance(job, JobState.SUBMITTED, queue_id=queue_id, submitted_on=stamp)

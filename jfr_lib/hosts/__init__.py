@@ -11,9 +11,9 @@ def get_host(worker) -> Host:
         from jfr_lib.hosts.local import LocalHost
 
         return LocalHost(timeout=worker.timeout_execute)
-    from jfr_lib.errors import HostError
+    from jfr_lib.hosts.ssh import SSHHost
 
-    raise HostError(f"worker {worker.name}: remote workers are not supported yet")
+    return SSHHost(worker)
 
 
 __all__ = ["Host", "RunResult", "get_host"]

@@ -1,0 +1,295 @@
+"""A remote host over SSH (fabric/paramiko).
+
+One connection per host per process, opened on first use and reused. Host
+keys are checked against known_hosts (``RejectPolicy``); ``accept_new_host_keys``
+accepts and records keys of hosts not yet known, and a key that *changed* is
+always refused. A dropped connection is reopened on the next call, but no
+sooner than a back-off that grows with each failed attempt (1 s to 60 s), so
+an outage costs a few log lines, not a storm of connection attempts. Every
+command and transfer has a timeout. Every failure is a :class:`HostError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import socket
+import time
+import uuid
+from pathlib import Path
+
+from jfr_lib.errors import HostError
+from jfr_lib.hosts.base import Host, RunResult
+
+log = logging.getLogger("jfr.ssh")
+
+BACKOFF = (1, 2, 5, 10, 30, 60)
+
+
+def _one_line(exc) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+class _AcceptNew:
+    """Accept and record the key of a host not in known_hosts (changed keys still fail)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def missing_host_key(self, client, hostname, key):
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        log.warning("accepted the new host key of %s (%s) into %s", hostname, key.get_name(), self.path)
+
+
+class SSHHost(Host):
+    """A worker host reached over SSH.
+
+    Parameters
+    ----------
+    worker
+        The :class:`jfr_lib.config.Worker` (``host``, ``user``, ``port``,
+        ``key_filename``, ``passphrase``, ``password``, ``gateway``,
+        ``connect_timeout``, ``keepalive``, ``login_shell``, ``shell_cmd``,
+        ``connect_kwargs``, ``known_hosts``, ``accept_new_host_keys``).
+    """
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.timeout = worker.timeout_execute
+        self.label = f"{worker.user + '@' if worker.user else ''}{worker.host}" + (
+            f":{worker.port}" if worker.port else "")  # fmt: skip
+        self._conn = None
+        self._sftp = None
+        self._failures = 0
+        self._next_try = 0.0
+        self._home = None
+        self.connections_opened = 0
+
+    # --- the connection ---------------------------------------------------------
+    def _build(self, spec, gateway_of=None):
+        from fabric import Config, Connection
+        from paramiko import RejectPolicy
+
+        w = self.worker
+        if gateway_of is None:
+            kwargs = dict(w.connect_kwargs or {})
+            if w.key_filename:
+                kwargs["key_filename"] = w.key_filename
+                kwargs.setdefault("look_for_keys", False)
+            if w.passphrase:
+                kwargs["passphrase"] = w.passphrase
+            if w.password:
+                kwargs["password"] = w.password
+            host, user, port = w.host, w.user, w.port
+            timeout = w.connect_timeout
+        else:  # a gateway: a "user@host:port" string or a mapping of the same keys
+            if isinstance(spec, str):
+                host, user, port, kwargs, timeout = spec, None, None, {}, w.connect_timeout
+            else:
+                host, user, port = spec.get("host"), spec.get("user"), spec.get("port")
+                kwargs = dict(spec.get("connect_kwargs") or {})
+                if spec.get("key_filename"):
+                    kwargs["key_filename"] = spec["key_filename"]
+                timeout = spec.get("connect_timeout", w.connect_timeout)
+        config = Config(overrides={"run": {"in_stream": False}, "load_ssh_configs": True})
+        gateway = None
+        if gateway_of is None and w.gateway:
+            gateway = self._build(w.gateway, gateway_of=True)
+        conn = Connection(host=host, user=user, port=port, config=config, connect_kwargs=kwargs,
+                          connect_timeout=int(timeout or 30), gateway=gateway,
+                          forward_agent=bool(w.forward_agent), inline_ssh_env=w.inline_ssh_env)  # fmt: skip
+        known = os.path.expanduser(w.known_hosts or "~/.ssh/known_hosts")
+        if os.path.exists(known):
+            conn.client.load_host_keys(known)
+        conn.client.set_missing_host_key_policy(_AcceptNew(known) if w.accept_new_host_keys else RejectPolicy())
+        return conn
+
+    def _connection(self):
+        if self._conn is not None and self._conn.is_connected:
+            return self._conn
+        now = time.monotonic()
+        if now < self._next_try:
+            raise HostError(f"{self.label}: not reconnecting for {self._next_try - now:.0f} s after "
+                            f"{self._failures} failed attempts")  # fmt: skip
+        self.close()
+        conn = self._build(None)
+        try:
+            log.info("connecting to %s", self.label)
+            conn.open()
+            if self.worker.keepalive:
+                conn.transport.set_keepalive(int(self.worker.keepalive))
+        except Exception as exc:  # paramiko, socket and gateway errors all mean "not reachable now"
+            self._failures += 1
+            self._next_try = time.monotonic() + BACKOFF[min(self._failures - 1, len(BACKOFF) - 1)]
+            try:
+                conn.close()
+            except Exception:  # closing a half-open connection may fail too
+                pass
+            raise HostError(f"{self.label}: cannot connect: {_describe(exc)}") from None
+        if self._failures:
+            log.info("reconnected to %s after %d failed attempts", self.label, self._failures)
+        self._failures, self._next_try = 0, 0.0
+        self._conn = conn
+        self.connections_opened += 1
+        return conn
+
+    def _dropped(self, exc, what: str) -> HostError:
+        """The connection failed during ``what``: forget it, so the next call reconnects."""
+        self.close()
+        return HostError(f"{self.label}: {what}: {_one_line(exc)}")
+
+    def sftp(self):
+        if self._sftp is None:
+            conn = self._connection()
+            try:
+                self._sftp = conn.sftp()
+            except Exception as exc:
+                raise self._dropped(exc, "cannot open SFTP") from None
+        self._sftp.get_channel().settimeout(self.timeout)
+        return self._sftp
+
+    def close(self):
+        for thing in (self._sftp, self._conn):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # already broken
+                    pass
+        self._sftp = self._conn = None
+
+    # --- commands ---------------------------------------------------------------
+    def run(self, command, timeout=None, cwd=None):
+        from invoke.exceptions import CommandTimedOut
+
+        if cwd:
+            command = f"cd {shlex.quote(cwd)} && {command}"
+        shell = self.worker.shell_cmd or "bash"
+        full = f"{shell} {'-l ' if self.worker.login_shell else ''}-c {shlex.quote(command)}"
+        conn = self._connection()
+        try:
+            result = conn.run(full, hide=True, warn=True, timeout=timeout or self.timeout, pty=False)
+        except CommandTimedOut:
+            self.close()
+            raise HostError(f"{self.label}: command timed out after {timeout or self.timeout:g} s: {command}") from None
+        except Exception as exc:
+            raise self._dropped(exc, f"command failed ({command})") from None
+        return RunResult(result.exited, result.stdout, result.stderr)
+
+    def home(self) -> str:
+        if self._home is None:
+            try:
+                self._home = self.sftp().normalize(".")
+            except Exception as exc:
+                raise self._dropped(exc, "cannot find the home folder") from None
+        return self._home
+
+    def expand(self, path: str) -> str:
+        """An absolute path for ``~/...`` (SFTP does not expand it)."""
+        if path == "~":
+            return self.home()
+        if path.startswith("~/"):
+            return f"{self.home()}/{path[2:]}"
+        if "$" in path:
+            result = self.run(f"echo {path}")
+            if result.exit_code == 0 and result.stdout.strip():
+                return result.stdout.strip()
+        return path
+
+    # --- files ------------------------------------------------------------------
+    def write_text(self, path, text):
+        path = self.expand(str(path))
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        sftp = self.sftp()
+        try:
+            with sftp.open(tmp, "w") as f:
+                f.set_pipelined(True)
+                f.write(text.encode())
+            sftp.posix_rename(tmp, path)
+        except OSError as exc:
+            raise HostError(f"{self.label}: cannot write {path}: {exc.strerror or exc}") from None
+        except Exception as exc:
+            raise self._dropped(exc, f"cannot write {path}") from None
+
+    def read_text(self, path):
+        path = self.expand(str(path))
+        try:
+            with self.sftp().open(path, "r") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if getattr(exc, "errno", None) == 2:
+                raise FileNotFoundError(path) from None
+            raise HostError(f"{self.label}: cannot read {path}: {exc.strerror or exc}") from None
+        except Exception as exc:
+            raise self._dropped(exc, f"cannot read {path}") from None
+
+    def exists(self, path):
+        try:
+            self.sftp().stat(self.expand(str(path)))
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if getattr(exc, "errno", None) == 2:
+                return False
+            raise HostError(f"{self.label}: cannot check {path}: {exc}") from None
+        except HostError:
+            raise
+        except Exception as exc:
+            raise self._dropped(exc, f"cannot check {path}") from None
+
+    def mkdir(self, path):
+        result = self.run(f"mkdir -p {shlex.quote(self.expand(str(path)))}")
+        if result.exit_code != 0:
+            raise HostError(f"{self.label}: cannot create folder {path}: {result.stderr.strip()}")
+
+    def remove(self, path):
+        result = self.run(f"rm -rf {shlex.quote(self.expand(str(path)))}")
+        if result.exit_code != 0:
+            raise HostError(f"{self.label}: cannot remove {path}: {result.stderr.strip()}")
+
+    def put(self, local, remote):
+        try:
+            self.sftp().put(str(local), self.expand(str(remote)))
+        except OSError as exc:
+            raise HostError(f"{self.label}: cannot copy {local} to {remote}: {exc}") from None
+        except Exception as exc:
+            raise self._dropped(exc, f"cannot copy {local} to {remote}") from None
+
+    def get(self, remote, local):
+        remote = self.expand(str(remote))
+        try:
+            self.sftp().get(remote, str(local))
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if getattr(exc, "errno", None) == 2:
+                raise FileNotFoundError(remote) from None
+            raise HostError(f"{self.label}: cannot copy {remote}: {exc}") from None
+        except Exception as exc:
+            raise self._dropped(exc, f"cannot copy {remote}") from None
+
+
+def _describe(exc) -> str:
+    """Plain words for the usual connection failures."""
+    from paramiko import AuthenticationException, BadHostKeyException, SSHException
+    from paramiko.ssh_exception import NoValidConnectionsError
+
+    if isinstance(exc, BadHostKeyException):
+        return (f"the host key of {exc.hostname} does not match known_hosts "
+                "(possible attack, or the host was reinstalled)")
+    if isinstance(exc, AuthenticationException):
+        return f"authentication failed ({_one_line(exc)})"
+    if isinstance(exc, NoValidConnectionsError):
+        return f"connection refused or unreachable ({_one_line(exc)})"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, SSHException) and "not found in known_hosts" in str(exc):
+        return f"unknown host key ({_one_line(exc)}); add it to known_hosts or set accept_new_host_keys"
+    return _one_line(exc)
