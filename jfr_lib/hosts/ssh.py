@@ -46,6 +46,32 @@ class _AcceptNew:
         log.warning("accepted the new host key of %s (%s) into %s", hostname, key.get_name(), self.path)
 
 
+class _Link:
+    """One SSH connection and its state, shared by the workers that use the same account."""
+
+    FIELDS = ("_conn", "_sftp", "_failures", "_next_try", "_home", "connections_opened")
+
+    def __init__(self):
+        self._conn = self._sftp = self._home = None
+        self._failures = 0
+        self._next_try = 0.0
+        self.connections_opened = 0
+
+
+#: identity -> _Link, for this process (a forked child starts with its own, see reset()).
+_LINKS: dict = {}
+
+
+def _identity(worker) -> tuple:
+    return (worker.host, worker.user, worker.port, repr(worker.gateway), repr(worker.key_filename),
+            repr(sorted((worker.connect_kwargs or {}).items(), key=str)))  # fmt: skip
+
+
+def reset() -> None:
+    """Forget inherited connections (call in a freshly forked process)."""
+    _LINKS.clear()
+
+
 class SSHHost(Host):
     """A worker host reached over SSH.
 
@@ -63,12 +89,19 @@ class SSHHost(Host):
         self.timeout = worker.timeout_execute
         self.label = f"{worker.user + '@' if worker.user else ''}{worker.host}" + (
             f":{worker.port}" if worker.port else "")  # fmt: skip
-        self._conn = None
-        self._sftp = None
-        self._failures = 0
-        self._next_try = 0.0
-        self._home = None
-        self.connections_opened = 0
+        # workers on the same account of the same host share one connection
+        self._link = _LINKS.setdefault(_identity(worker), _Link())
+
+    def __getattr__(self, name):
+        if name in _Link.FIELDS:
+            return getattr(self._link, name)
+        raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        if name in _Link.FIELDS:
+            setattr(self._link, name, value)
+        else:
+            object.__setattr__(self, name, value)
 
     # --- the connection ---------------------------------------------------------
     def _build(self, spec, gateway_of=None):
