@@ -43,7 +43,7 @@ def setup_logging(debug: bool) -> None:
         "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s", "%H:%M:%S"))  # fmt: skip
     root = logging.getLogger("jfr")
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
     root.propagate = False
 
 

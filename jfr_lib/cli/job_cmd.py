@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from jfr_lib.cli.output import add_json_flag, print_json, print_table
 
 #: Keys of ``jfr job list --json``, in order (a stable interface for scripts).
@@ -42,6 +44,29 @@ def add_arguments(sub) -> None:
         v = verbs.add_parser(verb, help=text, description=desc)
         v.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
         v.set_defaults(func=run_control, operation=verb)
+    stop = verbs.add_parser("stop", help="stop a job, cancelling it in its queue",
+                            description="Stop a job that has not finished: a submitted job is "
+                            "cancelled in its queue; the job becomes USER_STOPPED.")  # fmt: skip
+    stop.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
+    stop.set_defaults(func=run_control, operation="stop")
+    qout = verbs.add_parser("queue-out", help="print the job's queue.out and queue.err",
+                            description="Print what the job wrote to its queue's output and error "
+                            "files, read from its run folder on the worker.")  # fmt: skip
+    qout.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
+    qout.set_defaults(func=run_queue_out)
+    files = verbs.add_parser("files", help="list or fetch the files of a job's run folder",
+                             description="List or copy the files in a job's run folder on its worker.")
+    fverbs = files.add_subparsers(dest="files_verb", metavar="VERB")
+    fverbs.required = True
+    fls = fverbs.add_parser("ls", help="list the run folder", description="List the job's run folder.")
+    fls.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
+    fls.set_defaults(func=run_files_ls)
+    fget = fverbs.add_parser("get", help="copy files from the run folder",
+                             description="Copy files from the job's run folder to a local folder.")
+    fget.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
+    fget.add_argument("names", metavar="FILE", nargs="+", help="file names in the run folder")
+    fget.add_argument("-d", "--dir", metavar="DIR", default=".", help="destination folder (default: .)")
+    fget.set_defaults(func=run_files_get)
     setp = verbs.add_parser("set", help="change a setting of a job",
                             description="Change a setting of a job that has not started.")
     what = setp.add_subparsers(dest="setting", metavar="SETTING")
@@ -149,12 +174,92 @@ def run_control(args) -> int:
     from jfr_lib.config import load_project
     from jfr_lib.queue_db import open_queue_db
 
-    with open_queue_db(load_project(args.project)) as db:
+    project = load_project(args.project)
+    with open_queue_db(project) as db:
+        db.project = project
         job = get_job_or_fail(db, args.job_id)
+        if args.operation == "stop":
+            new = control.stop(db, db.project, job)
+            print(f"job {job['db_id']}: {job['state']} -> {new['state']}")
+            return 0
         if args.operation == "priority":
             control.set_priority(db, job, args.value)
             print(f"job {job['db_id']}: priority {args.value}")
             return 0
         new = getattr(control, args.operation)(db, job)
     print(f"job {job['db_id']}: {job['state']} -> {new['state']}")
+    return 0
+
+
+def _run_folder(args):
+    """(job, worker, host) for the commands that look into a run folder."""
+    from jfr_lib.config import load_project
+    from jfr_lib.errors import NotFoundError
+    from jfr_lib.hosts import get_host
+    from jfr_lib.queue_db import open_queue_db
+
+    project = load_project(args.project)
+    with open_queue_db(project) as db:
+        job = get_job_or_fail(db, args.job_id)
+    if not job.get("run_dir"):
+        raise NotFoundError(f"job {job['db_id']} ({job['state']}) has no run folder yet")
+    worker = project.worker(job["worker"])
+    return job, worker, get_host(worker)
+
+
+def run_queue_out(args) -> int:
+    from jfr_lib.queue import QUEUE_ERR, QUEUE_OUT
+
+    job, worker, host = _run_folder(args)
+    try:
+        for name in (QUEUE_OUT, QUEUE_ERR):
+            try:
+                text = host.read_text(f"{job['run_dir']}/{name}")
+            except FileNotFoundError:
+                text = "(missing)\n"
+            print(f"==> {name} <==")
+            sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    finally:
+        host.close()
+    return 0
+
+
+def run_files_ls(args) -> int:
+    import shlex
+
+    from jfr_lib.errors import NotFoundError
+
+    job, worker, host = _run_folder(args)
+    try:
+        result = host.run(f"ls -la {shlex.quote(job['run_dir'])}")
+    finally:
+        host.close()
+    if result.exit_code != 0:
+        raise NotFoundError(f"job {job['db_id']}: {result.stderr.strip()}")
+    sys.stdout.write(result.stdout)
+    return 0
+
+
+def run_files_get(args) -> int:
+    from pathlib import Path
+
+    from jfr_lib.errors import NotFoundError, UsageError
+
+    job, worker, host = _run_folder(args)
+    target = Path(args.dir)
+    target.mkdir(parents=True, exist_ok=True)
+    missing = []
+    try:
+        for name in args.names:
+            if "/" in name or name in ("", ".", ".."):
+                raise UsageError(f"{name!r}: give a file name inside the run folder")
+            try:
+                host.get(f"{job['run_dir']}/{name}", str(target / name))
+                print(target / name)
+            except FileNotFoundError:
+                missing.append(name)
+    finally:
+        host.close()
+    if missing:
+        raise NotFoundError(f"job {job['db_id']}: not in the run folder: {', '.join(missing)}")
     return 0

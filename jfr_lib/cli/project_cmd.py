@@ -74,6 +74,16 @@ def add_arguments(sub) -> None:
                            description="List the project files in the projects folder.")
     add_json_flag(lst)
     lst.set_defaults(func=run_list)
+    check = verbs.add_parser("check", help="check that every worker and database can be reached",
+                             description="For each worker: run a command on its host, check that "
+                             "python -m jfr_lib.worker can run there (and show the jfr and jobflow "
+                             "versions on both sides), that work_dir is writable and that the queue "
+                             "answers; then the queue database and the JobStore. Exit status 0 only "
+                             "when every check passes.")  # fmt: skip
+    check.add_argument("-w", "--worker", metavar="WORKER", action="append",
+                       help="check only this worker (repeatable)")  # fmt: skip
+    add_json_flag(check)
+    check.set_defaults(func=run_check)
     show = verbs.add_parser("show", help="show the loaded project",
                             description="Load and validate the project file, then show it.")
     add_json_flag(show)
@@ -152,3 +162,23 @@ def run_show(args) -> int:
         text = json.dumps(value, indent=2, default=str) if isinstance(value, (dict, list)) else value
         print(f"{key}: {text}")
     return 0
+
+
+def run_check(args) -> int:
+    import sys
+    from dataclasses import asdict
+
+    from jfr_lib.check import run_checks
+    from jfr_lib.config import load_project
+
+    checks = run_checks(load_project(args.project), args.worker)
+    if args.json:
+        print_json([asdict(c) for c in checks])
+    else:
+        fancy = (sys.stdout.encoding or "").lower().startswith("utf")
+        yes, no = ("\u2713", "\u2717") if fancy else ("ok", "FAIL")
+        for c in checks:
+            print(f"{yes if c.ok else no} {c.label}" + (f": {c.detail}" if c.ok and c.detail else ""))
+            if not c.ok and c.detail:
+                print(f"    {c.detail}")
+    return 0 if all(c.ok for c in checks) else 1

@@ -1,0 +1,116 @@
+"""``jfr project check``: can the runner reach everything the project names?
+
+Each check gives a :class:`Check` (passed or not, a label, details or the
+reason it failed). A worker whose host cannot be reached skips its other checks.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+
+VERSION_PROBE = ("import jfr_lib, jfr_lib.worker, jobflow; "
+                 "print(jfr_lib.__version__, jobflow.__version__)")  # fmt: skip
+
+
+@dataclass
+class Check:
+    ok: bool
+    label: str
+    detail: str = ""
+
+
+def _versions_here() -> str:
+    import jobflow
+
+    import jfr_lib
+
+    return f"jfr {jfr_lib.__version__}, jobflow {jobflow.__version__}"
+
+
+def check_worker(project, worker) -> list:
+    from jfr_lib.errors import HostError
+    from jfr_lib.hosts import get_host
+    from jfr_lib.queue import QueueAdapter
+
+    out = []
+    where = "this machine" if worker.is_local else f"{worker.user + '@' if worker.user else ''}{worker.host}"
+    host = get_host(worker)
+    try:
+        try:
+            result = host.run("echo jfr-ok", timeout=min(worker.timeout_execute, 60))
+            ok = result.exit_code == 0 and "jfr-ok" in result.stdout
+            out.append(Check(ok, f"worker {worker.name}: run a command on {where}",
+                             "" if ok else (result.stderr.strip() or f"exit {result.exit_code}")[-300:]))  # fmt: skip
+        except HostError as exc:
+            out.append(Check(False, f"worker {worker.name}: run a command on {where}", str(exc)))
+            out.append(Check(False, f"worker {worker.name}: other checks skipped", "the host cannot be reached"))
+            return out
+        python = worker.python or (sys.executable if worker.is_local else "python3")
+        script = "\n".join(x for x in (worker.pre_run, f"{python} -c {shlex.quote(VERSION_PROBE)}") if x)
+        result = host.run(script)
+        if result.exit_code == 0 and result.stdout.split():
+            jfr_v, jobflow_v = (result.stdout.split()[-2:] + ["?"])[:2]
+            out.append(Check(True, f"worker {worker.name}: python -m jfr_lib.worker can run",
+                             f"worker: jfr {jfr_v}, jobflow {jobflow_v}; here: {_versions_here()}"))  # fmt: skip
+        else:
+            reason = (result.stderr.strip().splitlines() or [f"exit {result.exit_code}"])[-1]
+            out.append(Check(False, f"worker {worker.name}: python -m jfr_lib.worker can run",
+                             f"{python}: {reason}"))  # fmt: skip
+        work_dir = worker.work_dir if worker.is_local else host.expand(worker.work_dir)
+        probe = f"{work_dir}/.jfr-check"
+        q = shlex.quote
+        result = host.run(f"mkdir -p {q(work_dir)} && touch {q(probe)} && rm -f {q(probe)}")
+        out.append(Check(result.exit_code == 0, f"worker {worker.name}: work_dir {work_dir} is writable",
+                         result.stderr.strip()[-300:]))  # fmt: skip
+        queue = QueueAdapter(worker.scheduler_type)
+        if worker.scheduler_type == "shell":
+            command = "ps -o pid,user,etime,state,comm -p $$"
+        else:
+            command = queue.io.get_jobs_list_cmd(None, worker.scheduler_username or worker.user)
+        result = host.run(command)
+        out.append(Check(result.exit_code == 0, f"worker {worker.name}: queue status ({worker.scheduler_type})",
+                         (result.stderr.strip() or result.stdout.strip())[-300:] if result.exit_code else ""))
+    except HostError as exc:
+        out.append(Check(False, f"worker {worker.name}: checks interrupted", str(exc)))
+    finally:
+        host.close()
+    return out
+
+
+def check_databases(project) -> list:
+    out = []
+    try:
+        from jfr_lib.queue_db import open_queue_db
+
+        with open_queue_db(project) as db:
+            n = db.count_jobs()
+            out.append(Check(True, f"queue database ({project.queue.backend})",
+                             f"schema {db.schema_version()}, {n} jobs"))  # fmt: skip
+    except Exception as exc:  # any failure here is the answer to the check
+        out.append(Check(False, f"queue database ({project.queue.backend})", " ".join(str(exc).split())))
+    try:
+        from jfr_lib.jobstore import get_jobstore, store_lock
+
+        store = get_jobstore(project)
+        with store_lock(project, exclusive=False):
+            n = store.docs_store.count()
+        names = ", ".join(sorted(store.additional_stores)) or "none"
+        out.append(Check(True, "JobStore", f"{n} outputs; additional stores: {names}"))
+    except Exception as exc:  # any failure here is the answer to the check
+        out.append(Check(False, "JobStore", " ".join(str(exc).split())))
+    return out
+
+
+def run_checks(project, worker_names=None) -> list:
+    from jfr_lib.errors import UsageError
+
+    names = worker_names or list(project.workers)
+    unknown = [n for n in names if n not in project.workers]
+    if unknown:
+        raise UsageError(f"unknown worker {unknown[0]!r} (known: {', '.join(project.workers)})")
+    checks = []
+    for name in names:
+        checks += check_worker(project, project.workers[name])
+    return checks + check_databases(project)
