@@ -27,10 +27,12 @@ class ProjectEnv:
         self.work = root / "run"
         self.path = self.projects / f"{name}.yaml"
 
-    def write(self, text: str | None = None, runner: dict | None = None, **worker_extra) -> Path:
-        """Write the project file: the default local worker plus ``worker_extra`` keys."""
+    def write(self, text: str | None = None, runner: dict | None = None, workers: str = "",
+              **worker_extra) -> Path:
+        """Write the project file: the default local worker plus ``worker_extra`` keys,
+        then the YAML of more ``workers`` (indented as entries of ``workers:``)."""
         if text is None:
-            extra = "".join(f"    {k}: {v}\n" for k, v in worker_extra.items())
+            extra = "".join(f"    {k}: {v}\n" for k, v in worker_extra.items()) + workers
             opts = {"delta_retry": "[0.2, 0.5]", "max_step_attempts": 3, "heartbeat": 0.5, **(runner or {})}
             text = (
                 f"name: {self.name}\nbase_dir: {self.base}\nlog_dir: {self.root / 'logs'}\n"
@@ -158,6 +160,73 @@ class RunnerProc:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+INFRA_DIR = Path(os.environ.get("JFR_TEST_INFRA_DIR", "/tmp/jfr-test-infra"))
+INFRA_SCRIPTS = TESTS / "infra"
+
+
+def _read_env(name: str) -> dict:
+    path = INFRA_DIR / name
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def _alive(pidfile: Path) -> bool:
+    try:
+        pid = int(pidfile.read_text())
+        return not gone(pid)
+    except (OSError, ValueError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def infra():
+    """Real sshd (127.0.0.1:2222), SLURM and a worker environment for the test user.
+
+    Started (and installed) by ``tests/infra`` scripts when ``JFR_TEST_INFRA=1``
+    and we are root; stopped at the end if this session started them.
+    """
+    if os.environ.get("JFR_TEST_INFRA") != "1":
+        pytest.skip("set JFR_TEST_INFRA=1 (as root) to run against real sshd and SLURM")
+    if os.geteuid() != 0:
+        pytest.skip("the infrastructure tests need root (they install and start sshd and SLURM)")
+    INFRA_DIR.mkdir(parents=True, exist_ok=True)
+    started = []
+    for name, pidfile in (("sshd", INFRA_DIR / "ssh" / "sshd.pid"), ("slurm", INFRA_DIR / "slurm" / "slurmctld.pid")):
+        if not _alive(pidfile):
+            started.append(name)
+        subprocess.run(["bash", str(INFRA_SCRIPTS / f"start-{name}.sh"), str(INFRA_DIR)], check=True, timeout=900)
+    subprocess.run(["bash", str(INFRA_SCRIPTS / "worker-env.sh"), str(INFRA_DIR), str(ROOT)], check=True,
+                   timeout=900)  # fmt: skip
+    env = {**_read_env("ssh.env"), **_read_env("slurm.env"), **_read_env("worker.env")}
+    yield env
+    for name in reversed(started):
+        subprocess.run(["bash", str(INFRA_SCRIPTS / f"stop-{name}.sh"), str(INFRA_DIR)], timeout=300)
+
+
+def remote_worker_yaml(infra: dict, name: str, work_dir: str, scheduler: str = "shell", **extra) -> str:
+    """YAML lines of a remote worker on the test sshd (indented under ``workers:``)."""
+    keys = {
+        "type": "remote", "scheduler_type": scheduler, "host": infra["TEST_SSH_HOST"],
+        "port": infra["TEST_SSH_PORT"], "user": infra["TEST_SSH_USER"],
+        "key_filename": infra["TEST_SSH_KEY"], "known_hosts": infra["TEST_SSH_KNOWN_HOSTS"],
+        "work_dir": work_dir, "python": infra["TEST_WORKER_PYTHON"],
+        "pre_run": f"export PYTHONPATH={infra['TEST_WORKER_PYTHONPATH']}", "connect_timeout": 5,
+        **extra,
+    }  # fmt: skip
+    return f"  {name}:\n" + "".join(f"    {k}: {v}\n" for k, v in keys.items())
+
+
+@pytest.fixture
+def remote_dir(infra, request):
+    """A fresh folder in the test user's home, removed afterwards."""
+    import shutil
+    import uuid
+
+    home = Path("/home") / infra["TEST_SSH_USER"]
+    path = home / "jfr-tests" / f"{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
+    yield str(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

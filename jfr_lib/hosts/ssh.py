@@ -200,9 +200,12 @@ class SSHHost(Host):
         from invoke.exceptions import CommandTimedOut
 
         if cwd:
-            command = f"cd {shlex.quote(cwd)} && {command}"
+            # not "cd X && cmd": a trailing "&" would put the whole list, with the
+            # channel's stdout, in the background and hold the command open
+            command = f"cd {shlex.quote(cwd)} || exit 1\n{command}"
         shell = self.worker.shell_cmd or "bash"
-        full = f"{shell} {'-l ' if self.worker.login_shell else ''}-c {shlex.quote(command)}"
+        # stdin from /dev/null: a job the command leaves in the background must not hold the channel
+        full = f"{shell} {'-l ' if self.worker.login_shell else ''}-c {shlex.quote(command)} < /dev/null"
         conn = self._connection()
         try:
             result = conn.run(full, hide=True, warn=True, timeout=timeout or self.timeout, pty=False)
