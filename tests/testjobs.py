@@ -94,3 +94,9 @@ def sleep_add(seconds, a=0, b=0):
 
     time.sleep(seconds)
     return a + b
+
+
+@job
+def env_vars(*names):
+    """The values of some environment variables where the job runs."""
+    return {n: os.environ.get(n) for n in names}

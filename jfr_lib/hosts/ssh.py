@@ -49,10 +49,10 @@ class _AcceptNew:
 class _Link:
     """One SSH connection and its state, shared by the workers that use the same account."""
 
-    FIELDS = ("_conn", "_sftp", "_failures", "_next_try", "_home", "connections_opened")
+    FIELDS = ("_conn", "_sftp", "_failures", "_next_try", "_home", "connections_opened", "_last_error")
 
     def __init__(self):
-        self._conn = self._sftp = self._home = None
+        self._conn = self._sftp = self._home = self._last_error = None
         self._failures = 0
         self._next_try = 0.0
         self.connections_opened = 0
@@ -147,8 +147,8 @@ class SSHHost(Host):
             return self._conn
         now = time.monotonic()
         if now < self._next_try:
-            raise HostError(f"{self.label}: not reconnecting for {self._next_try - now:.0f} s after "
-                            f"{self._failures} failed attempts")  # fmt: skip
+            raise HostError(f"{self.label}: cannot connect: {self._last_error} (not retrying for "
+                            f"{self._next_try - now:.0f} s after {self._failures} failed attempts)")  # fmt: skip
         self.close()
         conn = self._build(None)
         try:
@@ -163,7 +163,8 @@ class SSHHost(Host):
                 conn.close()
             except Exception:  # closing a half-open connection may fail too
                 pass
-            raise HostError(f"{self.label}: cannot connect: {_describe(exc)}") from None
+            self._last_error = _describe(exc)
+            raise HostError(f"{self.label}: cannot connect: {self._last_error}") from None
         if self._failures:
             log.info("reconnected to %s after %d failed attempts", self.label, self._failures)
         self._failures, self._next_try = 0, 0.0
