@@ -138,6 +138,11 @@ def test_ssh_reconnects_after_a_drop_with_back_off(infra):
     host._conn.transport.close()  # the network drops the connection
     assert host.run("echo 2").stdout == "2\n"  # reopened on the next call
     assert host.connections_opened == 2
+    host.write_text("/tmp/jfr-drop-test.txt", "x")
+    host._conn.transport.close()  # drop under an open SFTP session
+    assert host.read_text("/tmp/jfr-drop-test.txt") == "x"
+    assert host.connections_opened == 3
+    host.remove("/tmp/jfr-drop-test.txt")
     reset()
     down = SSHHost(ssh_worker(infra, port=1))
     for _ in range(2):

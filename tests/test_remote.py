@@ -23,8 +23,8 @@ def rproj(penv, infra, remote_dir):
 
     def write(runner=None, slurm_extra=None, shell_extra=None):
         workers = remote_worker_yaml(infra, "ssh_shell", f"{remote_dir}/shell", **(shell_extra or {}))
-        workers += remote_worker_yaml(infra, "slurm", f"{remote_dir}/slurm", scheduler="slurm",
-                                      poll_interval=1, resources="{partition: debug}", **(slurm_extra or {}))  # fmt: skip
+        slurm = {"poll_interval": 1, "resources": "{partition: debug}", **(slurm_extra or {})}
+        workers += remote_worker_yaml(infra, "slurm", f"{remote_dir}/slurm", scheduler="slurm", **slurm)
         penv.write(None, runner=runner, workers=workers)
 
     write()
@@ -104,8 +104,13 @@ def test_sshd_outage_of_30_seconds_is_survived(rproj):
             time.sleep(30)
         finally:
             subprocess.run(["bash", str(INFRA_SCRIPTS / "start-sshd.sh"), str(INFRA_DIR)], check=True, timeout=120)
-        wait_for(lambda: [j["state"] for j in rproj.jobs()] == ["COMPLETED"] * 10, 300, interval=1,
-                 message="all jobs to complete")  # fmt: skip
+        try:
+            wait_for(lambda: [j["state"] for j in rproj.jobs()] == ["COMPLETED"] * 10, 240, interval=1,
+                     message="all jobs to complete")  # fmt: skip
+        except AssertionError:
+            states = [(j["db_id"], j["state"], j.get("queue_id"), j.get("last_error")) for j in rproj.jobs()]
+            tail = (rproj.root / "logs" / "test.log").read_text()[-4000:]
+            raise AssertionError(f"not all jobs completed: {states}\n{tail}") from None
     log = (rproj.root / "logs" / "test.log").read_text()
     assert "reconnected to" in log and "cannot connect" in log
     assert not [j for j in rproj.jobs() if j["state"] == "REMOTE_ERROR"]

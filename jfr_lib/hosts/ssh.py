@@ -178,6 +178,8 @@ class SSHHost(Host):
         return HostError(f"{self.label}: {what}: {_one_line(exc)}")
 
     def sftp(self):
+        if self._sftp is not None and (self._conn is None or not self._conn.is_connected):
+            self.close()  # the connection died under the SFTP session
         if self._sftp is None:
             conn = self._connection()
             try:
@@ -238,48 +240,53 @@ class SSHHost(Host):
         return path
 
     # --- files ------------------------------------------------------------------
+    def _file_error(self, exc, what: str, path: str):
+        """A file operation failed: missing file, a refusal on the host, or a dead connection."""
+        errno = getattr(exc, "errno", None)
+        if isinstance(exc, FileNotFoundError) or errno == 2:
+            return FileNotFoundError(path)
+        if isinstance(exc, OSError) and errno is not None:  # the host said no (permission, space...)
+            return HostError(f"{self.label}: {what} {path}: {exc.strerror or exc}")
+        return self._dropped(exc, f"{what} {path}")  # "Socket is closed", EOF, timeouts
+
     def write_text(self, path, text):
         path = self.expand(str(path))
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        sftp = self.sftp()
         try:
+            sftp = self.sftp()
             with sftp.open(tmp, "w") as f:
                 f.set_pipelined(True)
                 f.write(text.encode())
             sftp.posix_rename(tmp, path)
-        except OSError as exc:
-            raise HostError(f"{self.label}: cannot write {path}: {exc.strerror or exc}") from None
+        except HostError:
+            raise
         except Exception as exc:
-            raise self._dropped(exc, f"cannot write {path}") from None
+            error = self._file_error(exc, "cannot write", path)
+            raise (HostError(f"{self.label}: cannot write {path}: no such folder")
+                   if isinstance(error, FileNotFoundError) else error) from None
 
     def read_text(self, path):
         path = self.expand(str(path))
         try:
             with self.sftp().open(path, "r") as f:
                 return f.read().decode(errors="replace")
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            if getattr(exc, "errno", None) == 2:
-                raise FileNotFoundError(path) from None
-            raise HostError(f"{self.label}: cannot read {path}: {exc.strerror or exc}") from None
-        except Exception as exc:
-            raise self._dropped(exc, f"cannot read {path}") from None
-
-    def exists(self, path):
-        try:
-            self.sftp().stat(self.expand(str(path)))
-            return True
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            if getattr(exc, "errno", None) == 2:
-                return False
-            raise HostError(f"{self.label}: cannot check {path}: {exc}") from None
         except HostError:
             raise
         except Exception as exc:
-            raise self._dropped(exc, f"cannot check {path}") from None
+            raise self._file_error(exc, "cannot read", path) from None
+
+    def exists(self, path):
+        path = self.expand(str(path))
+        try:
+            self.sftp().stat(path)
+            return True
+        except HostError:
+            raise
+        except Exception as exc:
+            error = self._file_error(exc, "cannot check", path)
+            if isinstance(error, FileNotFoundError):
+                return False
+            raise error from None
 
     def mkdir(self, path):
         result = self.run(f"mkdir -p {shlex.quote(self.expand(str(path)))}")
@@ -292,25 +299,24 @@ class SSHHost(Host):
             raise HostError(f"{self.label}: cannot remove {path}: {result.stderr.strip()}")
 
     def put(self, local, remote):
+        remote = self.expand(str(remote))
         try:
-            self.sftp().put(str(local), self.expand(str(remote)))
-        except OSError as exc:
-            raise HostError(f"{self.label}: cannot copy {local} to {remote}: {exc}") from None
+            self.sftp().put(str(local), remote)
+        except HostError:
+            raise
         except Exception as exc:
-            raise self._dropped(exc, f"cannot copy {local} to {remote}") from None
+            error = self._file_error(exc, f"cannot copy {local} to", remote)
+            raise (HostError(f"{self.label}: cannot copy {local} to {remote}: no such file or folder")
+                   if isinstance(error, FileNotFoundError) else error) from None
 
     def get(self, remote, local):
         remote = self.expand(str(remote))
         try:
             self.sftp().get(remote, str(local))
-        except FileNotFoundError:
+        except HostError:
             raise
-        except OSError as exc:
-            if getattr(exc, "errno", None) == 2:
-                raise FileNotFoundError(remote) from None
-            raise HostError(f"{self.label}: cannot copy {remote}: {exc}") from None
         except Exception as exc:
-            raise self._dropped(exc, f"cannot copy {remote}") from None
+            raise self._file_error(exc, "cannot copy", remote) from None
 
 
 def _describe(exc) -> str:
