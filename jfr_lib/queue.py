@@ -104,14 +104,19 @@ class QueueAdapter:
         options = resources
         if isinstance(resources, dict) and resources.get("@class") == "QResources":
             options = QResources.from_dict(resources)
-        elif isinstance(resources, dict):
-            options = dict(resources)
+        if isinstance(options, QResources) and self.scheduler_type == "sge":
+            options = self._sge_options(options)
+        if isinstance(options, dict):
+            options = dict(options)
             if self.scheduler_type != "shell":
-                options.setdefault("qout_path", QUEUE_OUT)
-                options.setdefault("qerr_path", QUEUE_ERR)
+                # absolute: SGE starts jobs in $HOME unless told otherwise
+                options.setdefault("qout_path", f"{run_dir}/{QUEUE_OUT}")
+                options.setdefault("qerr_path", f"{run_dir}/{QUEUE_ERR}")
+            if self.scheduler_type == "sge":
+                options.setdefault("cwd", "")  # "#$ -cwd": run in the submission folder
         elif isinstance(options, QResources) and self.scheduler_type != "shell":
-            options.output_filepath = options.output_filepath or QUEUE_OUT
-            options.error_filepath = options.error_filepath or QUEUE_ERR
+            options.output_filepath = options.output_filepath or f"{run_dir}/{QUEUE_OUT}"
+            options.error_filepath = options.error_filepath or f"{run_dir}/{QUEUE_ERR}"
         lines = []
         if pre_run:
             lines.append(pre_run.rstrip())
@@ -133,6 +138,17 @@ class QueueAdapter:
             return self.io.get_submission_script(lines, options) + "\n"
         except (ValueError, TypeError, KeyError) as exc:
             raise QueueError(f"bad resources: {' '.join(str(exc).split())}", transient=False) from None
+
+    def _sge_options(self, resources) -> dict:
+        """QResources for real SGE: qtoolkit writes the PBS-only ``-l select=...``, which qsub
+        refuses ("unknown resource select"); drop it, and ask for a parallel environment
+        explicitly when more than one process is wanted."""
+        options = self.io.check_convert_qresources(resources)
+        options.pop("select", None)
+        if (resources.processes or 1) > 1 and "model" not in options:
+            raise QueueError("SGE needs a parallel environment for several processes: give resources "
+                             "as a mapping with model: '<pe name> <slots>'", transient=False)  # fmt: skip
+        return options
 
     def submit_command(self, script: str = SCRIPT_NAME) -> str:
         """The command that submits ``script`` (run it from the run folder)."""
@@ -168,7 +184,7 @@ class QueueAdapter:
 
         try:
             jobs = self.io.parse_jobs_list_output(exit_code, stdout, stderr)
-        except (CommandFailedError, OutputParsingError) as exc:
+        except (CommandFailedError, OutputParsingError, TypeError, ValueError, KeyError) as exc:
             raise QueueError(f"queue status failed: {' '.join(str(exc).split())[:300]}") from None
         seen = {}
         for qjob in jobs:

@@ -36,7 +36,7 @@ def test_slurm_script_renders_resources():
     text = QueueAdapter("slurm").script("cmd", "/r", resources={"partition": "debug", "job_name": "j1"})
     assert "#SBATCH --partition=debug" in text
     assert "#SBATCH --job-name=j1" in text
-    assert "#SBATCH --output=queue.out" in text
+    assert "#SBATCH --output=/r/queue.out" in text
 
 
 def test_bad_resource_keyword_is_a_permanent_error():
@@ -56,3 +56,50 @@ def test_shell_submit_and_status_parsing():
     assert status["4244"].state == "GONE"
     assert status["4245"].state == "GONE"  # pid reused by another program
     assert q.status_command(["1", "2"]) == "ps -o pid,user,etime,state,comm -p 1,2"
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def test_sge_recorded_submit_status_and_script():
+    q = QueueAdapter("sge")
+    # recorded from Son of Grid Engine 8.1.9 (qsub as an ordinary user, then qstat while running)
+    assert q.parse_submit(0, (DATA / "sge" / "qsub.out").read_text(), "") == "1"
+    status = q.parse_status(0, (DATA / "sge" / "qstat_ext.xml").read_text(), "", ["1", "7"])
+    assert status["1"].running and status["7"].state == "GONE"
+    script = q.script("cmd", "/runs/r1", resources={"queue": "debug", "walltime": "00:05:00"})
+    assert "#$ -cwd" in script and "#$ -q debug" in script
+    assert "#$ -o /runs/r1/queue.out" in script  # absolute: SGE would write them in $HOME
+
+
+def test_sge_qresources_do_not_produce_pbs_select():
+    from qtoolkit.core.data_objects import QResources
+
+    q = QueueAdapter("sge")
+    script = q.script("cmd", "/r", resources=QResources(job_name="x", processes=1, time_limit=120))
+    assert "select" not in script and "#$ -N x" in script and "h_rt=0:2:0" in script
+    with pytest.raises(QueueError, match="parallel environment"):
+        q.script("cmd", "/r", resources=QResources(processes=4))
+
+
+def test_pbs_parsers_and_script():
+    q = QueueAdapter("pbs")
+    assert q.parse_submit(0, (DATA / "pbs" / "qsub.out").read_text(), "") == "4242.pbs-server"
+    ids = ["4242.pbs-server", "4243.pbs-server", "4299.pbs-server"]
+    status = q.parse_status(0, (DATA / "pbs" / "qstat_f.txt").read_text(), "", ids)
+    assert status["4242.pbs-server"].running
+    assert status["4243.pbs-server"].active and not status["4243.pbs-server"].running
+    assert status["4299.pbs-server"].state == "GONE"
+    script = q.script("cmd", "/r", resources={"queue": "workq", "walltime": "01:00:00", "job_name": "j"})
+    assert "#PBS -q workq" in script and "#PBS -l walltime=01:00:00" in script and "#PBS -N j" in script
+
+
+def test_per_user_submit_limit_is_transient_and_marked():
+    q = QueueAdapter("slurm")
+    with pytest.raises(QueueError) as err:
+        q.parse_submit(1, "", "sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job "
+                              "submission failed: Job violates accounting/QOS policy")  # fmt: skip
+    assert err.value.transient and err.value.limit
+    with pytest.raises(QueueError) as err:
+        q.parse_submit(1, "", "sbatch: error: invalid partition specified: nope")
+    assert not err.value.transient and not err.value.limit
