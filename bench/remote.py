@@ -47,11 +47,12 @@ def main():
     os.environ["JFR_PROJECTS_DIR"] = str(root / "projects")
     env = dict(os.environ)
     from jobflow import Flow
-    from testjobs import add
 
     from jfr_lib import submit_flow
     from jfr_lib.config import load_project
     from jfr_lib.queue_db import open_queue_db
+
+    from testjobs import add
 
     project = load_project("rb")
     runner = subprocess.Popen([sys.executable, str(ROOT / "jfr.py"), "runner", "run"], env=env,

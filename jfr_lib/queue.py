@@ -198,10 +198,14 @@ class QueueAdapter:
         """A command telling how a job that left the queue ended (None: not available)."""
         if self.scheduler_type == "shell":
             return None
+        if self.scheduler_type == "sge":
+            return f"qacct -j {queue_id}"  # qstat forgets finished jobs; accounting does not
         return self.io.get_job_cmd(str(queue_id))
 
     def parse_detail(self, exit_code: int, stdout: str, stderr: str) -> str | None:
         """The scheduler's own final state of a job (``TIMEOUT``, ``CANCELLED``...), if known."""
+        if self.scheduler_type == "sge":
+            return _sge_accounting_state(exit_code, stdout)
         try:
             qjob = self.io.parse_job_output(exit_code, stdout, stderr)
         except Exception:  # the job was purged from the queue's memory: nothing to say
@@ -213,3 +217,22 @@ class QueueAdapter:
 
     def cancel_command(self, queue_id) -> str:
         return self.io.get_cancel_cmd(str(queue_id))
+
+
+def _sge_accounting_state(exit_code: int, stdout: str) -> str | None:
+    """Read ``qacct -j`` output: how an SGE job ended."""
+    if exit_code != 0:
+        return None  # not written yet, or already rotated away
+    fields = {}
+    for line in stdout.splitlines():
+        key, _, value = line.partition(" ")
+        fields[key] = value.strip()
+    failed = fields.get("failed", "0").split(":")[0].strip()
+    exit_status = fields.get("exit_status", "0").split()[0] if fields.get("exit_status") else "0"
+    if failed == "37" or "h_rt" in fields.get("failed", ""):
+        return "TIMEOUT"
+    if failed == "100" and exit_status == "137":
+        return "CANCELLED"
+    if failed not in ("0", ""):
+        return "FAILED"
+    return "COMPLETED"

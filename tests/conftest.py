@@ -163,6 +163,8 @@ class RunnerProc:
 
 
 INFRA_DIR = Path(os.environ.get("JFR_TEST_INFRA_DIR", "/tmp/jfr-test-infra"))
+#: A valid ed25519 public key that is not the test server's: known_hosts lines with it must fail.
+OTHER_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFX1lq0t7fS8uV4pG9x7rX8m3m0m2rSg2aH3kK0o7Qy1"
 INFRA_SCRIPTS = TESTS / "infra"
 
 
@@ -192,13 +194,15 @@ def infra():
         pytest.skip("the infrastructure tests need root (they install and start sshd and SLURM)")
     INFRA_DIR.mkdir(parents=True, exist_ok=True)
     started = []
-    for name, pidfile in (("sshd", INFRA_DIR / "ssh" / "sshd.pid"), ("slurm", INFRA_DIR / "slurm" / "slurmctld.pid")):
+    daemons = (("sshd", INFRA_DIR / "ssh" / "sshd.pid"), ("slurm", INFRA_DIR / "slurm" / "slurmctld.pid"),
+               ("sge", INFRA_DIR / "sge" / "qmaster.pid"))  # fmt: skip
+    for name, pidfile in daemons:
         if not _alive(pidfile):
             started.append(name)
         subprocess.run(["bash", str(INFRA_SCRIPTS / f"start-{name}.sh"), str(INFRA_DIR)], check=True, timeout=900)
     subprocess.run(["bash", str(INFRA_SCRIPTS / "worker-env.sh"), str(INFRA_DIR), str(ROOT)], check=True,
                    timeout=900)  # fmt: skip
-    env = {**_read_env("ssh.env"), **_read_env("slurm.env"), **_read_env("worker.env")}
+    env = {**_read_env("ssh.env"), **_read_env("slurm.env"), **_read_env("sge.env"), **_read_env("worker.env")}
     yield env
     for name in reversed(started):
         subprocess.run(["bash", str(INFRA_SCRIPTS / f"stop-{name}.sh"), str(INFRA_DIR)], timeout=300)

@@ -10,6 +10,8 @@ import pytest
 from jfr_lib.config import Worker
 from jfr_lib.errors import HostError
 
+from conftest import OTHER_HOST_KEY
+
 
 def ssh_worker(infra, **extra) -> Worker:
     keys = dict(name="t", type="remote", host=infra["TEST_SSH_HOST"], port=int(infra["TEST_SSH_PORT"]),
@@ -94,7 +96,7 @@ def test_ssh_wrong_host_key_is_refused(infra, tmp_path):
     line = Path(infra["TEST_SSH_KNOWN_HOSTS"]).read_text().splitlines()[0].split()
     bad = tmp_path / "known_hosts"
     # a valid key of the same type that is not the server's
-    bad.write_text(f"{line[0]} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFX1lq0t7fS8uV4pG9x7rX8m3m0m2rSg2aH3kK0o7Qy1\n")
+    bad.write_text(f"{line[0]} {OTHER_HOST_KEY}\n")
     host = SSHHost(ssh_worker(infra, known_hosts=str(bad)))
     with pytest.raises(HostError, match="does not match known_hosts"):
         host.run("true")

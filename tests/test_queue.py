@@ -103,3 +103,12 @@ def test_per_user_submit_limit_is_transient_and_marked():
     with pytest.raises(QueueError) as err:
         q.parse_submit(1, "", "sbatch: error: invalid partition specified: nope")
     assert not err.value.transient and not err.value.limit
+
+
+def test_sge_accounting_tells_time_limit_and_cancel():
+    q = QueueAdapter("sge")
+    assert q.detail_command("3") == "qacct -j 3"
+    # recorded: qacct -j after an h_rt kill and after a qdel
+    assert q.parse_detail(0, (DATA / "sge" / "qacct_h_rt.txt").read_text(), "") == "TIMEOUT"
+    assert q.parse_detail(0, (DATA / "sge" / "qacct_qdel.txt").read_text(), "") == "CANCELLED"
+    assert q.parse_detail(1, "", "error: job id 99 not found") is None

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from jobflow import Flow
 
-import testjobs as tj
-from conftest import INFRA_DIR, INFRA_SCRIPTS, remote_worker_yaml, wait_for
 from jfr_lib import set_run_config, submit_flow
+
+import testjobs as tj
+from conftest import INFRA_DIR, INFRA_SCRIPTS, OTHER_HOST_KEY, remote_worker_yaml, wait_for
 
 pytestmark = [pytest.mark.infra, pytest.mark.e2e]
 
@@ -131,7 +132,7 @@ def test_slurm_max_jobs_one_runs_by_priority(rproj):
 def test_unreachable_workers_are_reported_and_end_in_remote_error(rproj, infra, tmp_path):
     line = Path(infra["TEST_SSH_KNOWN_HOSTS"]).read_text().splitlines()[0].split()
     wrong_keys = tmp_path / "known_hosts_wrong"
-    wrong_keys.write_text(f"{line[0]} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFX1lq0t7fS8uV4pG9x7rX8m3m0m2rSg2aH3kK0o7Qy1\n")
+    wrong_keys.write_text(f"{line[0]} {OTHER_HOST_KEY}\n")
     workers = (remote_worker_yaml(infra, "badkey", f"{rproj.remote_dir}/x", known_hosts=wrong_keys)
                + remote_worker_yaml(infra, "baduser", f"{rproj.remote_dir}/x", user="nobody")
                + remote_worker_yaml(infra, "badport", f"{rproj.remote_dir}/x", port=1))  # fmt: skip
@@ -173,3 +174,22 @@ def test_queue_out_files_and_stop_commands(rproj):
                                             capture_output=True, text=True, timeout=30).stdout.strip(), 30)  # fmt: skip
         assert gone.returncode in (0, 1)
     assert [j["state"] for j in rproj.jobs()] == ["USER_STOPPED"]
+
+
+def test_sge_worker_runs_a_chain_and_reports_its_time_limit(rproj, infra):
+    workers = remote_worker_yaml(infra, "sge", f"{rproj.remote_dir}/sge", scheduler="sge", poll_interval=1,
+                                 resources="{queue: debug}")  # fmt: skip
+    rproj.write(None, workers=workers)
+    flows = chain_and_diamond("sge")
+    too_long = tj.sleep_add(300)
+    set_run_config(too_long, resources={"queue": "debug", "walltime": "00:00:05"})
+    submit_flow(too_long, worker="sge")
+    rproj.run_until_idle(timeout=300)
+    assert outputs(rproj, flows["chain"]) == (["COMPLETED"] * 2, [6, 11])
+    assert outputs(rproj, flows["diamond"]) == (["COMPLETED"] * 5, [2, 12, 22, 34, 35])
+    with rproj.db() as db:
+        job = db.get_job(uuid=too_long.uuid)
+    assert job["state"] == "FAILED"
+    assert job["error"].startswith("killed by the queue: time limit reached (TIMEOUT)")
+    script = Path(job["run_dir"], "submit.sh").read_text()
+    assert "#$ -cwd" in script and "#$ -l h_rt=00:00:05" in script

@@ -98,6 +98,29 @@ def add_new_jobs(ctx: ActionContext, job: dict, response: dict) -> None:
     ctx.db.update_flow(job["flow_uuid"], {"n_jobs": ctx.db.count_jobs({"flow_uuid": job["flow_uuid"]})})
 
 
+def queue_end_state(ctx: ActionContext, job: dict, wait: float = 30.0) -> str | None:
+    """Ask the queue how a job that left no output ended (SGE writes its accounting late)."""
+    import time
+
+    worker = ctx.project.workers.get(job["worker"])
+    if worker is None or not job.get("queue_id"):
+        return None
+    queue = ctx.queue(worker)
+    command = queue.detail_command(job["queue_id"])
+    if command is None:
+        return None
+    deadline = time.monotonic() + (wait if worker.scheduler_type == "sge" else 0)
+    while True:
+        try:
+            result = ctx.host(worker).run(command)
+        except Exception:  # the reason is a nicety; the failure is recorded anyway
+            return None
+        state = queue.parse_detail(result.exit_code, result.stdout, result.stderr)
+        if state is not None or time.monotonic() >= deadline:
+            return state
+        time.sleep(2)
+
+
 def complete(ctx: ActionContext, job: dict) -> None:
     from jfr_lib.queue import ENDED_BADLY
 
@@ -105,9 +128,9 @@ def complete(ctx: ActionContext, job: dict) -> None:
     try:
         out = read_output(folder)
     except JobFailure as exc:
-        ctx.db.update_job(job["db_id"], {"queue_err": _tail(Path(folder) / "queue.err", 2000)},
-                          lock_id=ctx.lock_id)  # fmt: skip
-        ended = job.get("queue_state")
+        ended = job.get("queue_state") or queue_end_state(ctx, job)
+        ctx.db.update_job(job["db_id"], {"queue_err": _tail(Path(folder) / "queue.err", 2000),
+                                         "queue_state": ended}, lock_id=ctx.lock_id)  # fmt: skip
         if ended in ENDED_BADLY:  # say first what the queue did to it
             raise JobFailure(f"{ENDED_BADLY[ended]} ({ended}); {exc}") from None
         raise
