@@ -114,3 +114,104 @@ def stop(db, project, job: dict) -> dict:
         raise _refuse(db.get_job(db_id=job["db_id"]), "stopped", STOPPABLE)
     db.refresh_flow_state(job["flow_uuid"])
     return {**job, **changes}
+
+
+RERUNNABLE = (JobState.FAILED, JobState.REMOTE_ERROR, JobState.STOPPED, JobState.USER_STOPPED)
+#: Fields of a run that a rerun forgets.
+RUN_FIELDS = ("run_dir", "local_dir", "queue_id", "queue_state", "queue_err", "error", "traceback",
+              "failed_step", "start_time", "end_time", "submitted_on", "step_attempts", "retry_time",
+              "last_error", "last_error_step", "stored_data", "run_seconds", "host")  # fmt: skip
+
+
+def _descendants(db, uuid: str) -> list:
+    out, todo, seen = [], [uuid], set()
+    while todo:
+        for child in db.children(todo.pop()):
+            if child["db_id"] not in seen:
+                seen.add(child["db_id"])
+                out.append(child)
+                todo.append(child["uuid"])
+    return out
+
+
+def rerun(db, job: dict, force: bool = False) -> dict:
+    """Run a job again (COMPLETED ones only with ``force``); its descendants wait for it again.
+
+    The job gets a fresh run folder; descendants that ran or were stopped go back to WAITING.
+    Refused while the job or a descendant is being run.
+    """
+    from jfr_lib.dependencies import ready_to_run
+    from jfr_lib.states import RUNNING_STATES
+
+    allowed = RERUNNABLE + ((JobState.COMPLETED,) if force else ())
+    if job["state"] not in [str(s) for s in allowed] or job.get("lock_id"):
+        hint = " (add --force to rerun a COMPLETED job)" if job["state"] == str(JobState.COMPLETED) else ""
+        raise StateError(str(_refuse(job, "rerun", allowed)) + hint)
+    below = _descendants(db, job["uuid"])
+    busy = [d for d in below if d["state"] in [str(s) for s in RUNNING_STATES] or d.get("lock_id")]
+    if busy:
+        raise StateError(f"{_label(job)}: its descendant {_label(busy[0])} is {busy[0]['state']}; "
+                         "stop it or wait before rerunning")  # fmt: skip
+    reset = dict.fromkeys(RUN_FIELDS)
+    for child in below:
+        if child["state"] not in (str(JobState.WAITING), str(JobState.PAUSED)):
+            db.update_job(child["db_id"], {**reset, "state": str(JobState.WAITING), "previous_state": child["state"],
+                                           "reruns": int(child.get("reruns") or 0) + 1},
+                          state=child["state"], lock_id=None)  # fmt: skip
+    target = JobState.READY if ready_to_run(db, job) else JobState.WAITING
+    changes = {**reset, "state": str(target), "previous_state": job["state"],
+               "reruns": int(job.get("reruns") or 0) + 1}  # fmt: skip
+    if not db.update_job(job["db_id"], changes, state=job["state"], lock_id=None):
+        raise _refuse(db.get_job(db_id=job["db_id"]), "rerun", allowed)
+    db.refresh_flow_state(job["flow_uuid"])
+    _wake(db, changes["state"])
+    return {**job, **changes}
+
+
+SETTABLE = (JobState.WAITING, JobState.READY, JobState.PAUSED)
+
+
+def set_value(db, project, job: dict, key: str, value) -> dict:
+    """Change ``worker``, ``exec_config`` or ``resources`` of a job that has not started."""
+    from jfr_lib.errors import UsageError
+
+    if key == "worker" and value not in project.workers:
+        raise UsageError(f"unknown worker {value!r} (known: {', '.join(project.workers)})")
+    if key == "exec_config" and isinstance(value, str) and value not in project.exec_config:
+        raise UsageError(f"unknown exec_config {value!r} (known: {', '.join(project.exec_config) or 'none'})")
+    if job["state"] not in [str(s) for s in SETTABLE]:
+        raise _refuse(job, f"given a new {key}", SETTABLE)
+    if not db.update_job(job["db_id"], {key: value}, state=job["state"], lock_id=None):
+        raise _refuse(db.get_job(db_id=job["db_id"]), f"given a new {key}", SETTABLE)
+    return {**job, key: value}
+
+
+DELETABLE = (JobState.WAITING, JobState.READY, JobState.PAUSED, JobState.COMPLETED, JobState.FAILED,
+             JobState.REMOTE_ERROR, JobState.STOPPED, JobState.USER_STOPPED)  # fmt: skip
+
+
+def delete(db, project, job: dict, output: bool = False, files: bool = False) -> None:
+    """Remove a job from the queue database; optionally its outputs and its run folder."""
+    if job["state"] not in [str(s) for s in DELETABLE] or job.get("lock_id"):
+        raise _refuse(job, "deleted", DELETABLE)
+    if files and job.get("run_dir"):
+        from jfr_lib.hosts import get_host
+
+        host = get_host(project.worker(job["worker"]))
+        try:
+            host.remove(job["run_dir"])
+        finally:
+            host.close()
+    if output:
+        from jfr_lib.jobstore import get_jobstore, store_lock
+
+        store = get_jobstore(project)
+        with store_lock(project, exclusive=True):
+            for extra in store.additional_stores.values():
+                extra.remove_docs({"job_uuid": job["uuid"], "job_index": job["index"]})
+            store.docs_store.remove_docs({"uuid": job["uuid"], "index": job["index"]})
+    db.delete_jobs([job["db_id"]])
+    if db.count_jobs({"flow_uuid": job["flow_uuid"]}) == 0:
+        db.delete_flow(job["flow_uuid"])
+    else:
+        db.refresh_flow_state(job["flow_uuid"])

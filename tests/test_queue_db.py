@@ -4,6 +4,7 @@ and a real multi-process claim test on the SQLite file."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -130,6 +131,26 @@ def test_flow_state_is_derived_from_jobs(db):
     db.update_job(2, {"state": "COMPLETED"})
     assert db.refresh_flow_state("f1") == "COMPLETED"
     assert db.get_flow("f1")["state"] == "COMPLETED"
+
+
+def test_name_glob_and_time_window(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("relax-1"), job("relax-2"), job("static")])
+    assert [j["uuid"] for j in db.find_jobs({"name_glob": "job-relax-*"}, sort=[("db_id", 1)])] == [
+        "relax-1", "relax-2"]
+    time.sleep(0.01)  # updated_on has millisecond resolution
+    db.update_job(3, {"priority": 1})
+    later = db.get_job(db_id=3)["updated_on"]
+    assert [j["db_id"] for j in db.find_jobs({"updated_since": later})] == [3]
+    assert sorted(j["db_id"] for j in db.find_jobs({"updated_until": later})) == [1, 2]
+
+
+def test_delete_jobs_and_flow(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("a"), job("b", "WAITING", ["a"])])
+    assert db.delete_jobs([2]) == 1
+    assert db.children("a") == [] and db.count_jobs() == 1
+    db.delete_jobs([1])
+    db.delete_flow("f1")
+    assert db.get_flow("f1") is None and db.count_jobs() == 0
 
 
 def test_meta_round_trip(db):

@@ -38,9 +38,10 @@ STATE_ACTIONS = {
 }
 
 
-def run_dir_for(work_dir: str, uuid: str, index: int) -> str:
-    """``work_dir/uu/id/<uuid>_<index>``: spreads run folders over sub-folders."""
-    return str(PurePosixPath(work_dir) / uuid[:2] / uuid[2:4] / f"{uuid}_{index}")
+def run_dir_for(work_dir: str, uuid: str, index: int, reruns: int = 0) -> str:
+    """``work_dir/uu/id/<uuid>_<index>``, spread over sub-folders; a rerun gets ``_r<n>``."""
+    name = f"{uuid}_{index}" + (f"_r{reruns}" if reruns else "")
+    return str(PurePosixPath(work_dir) / uuid[:2] / uuid[2:4] / name)
 
 
 class ActionContext:

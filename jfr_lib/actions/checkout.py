@@ -47,7 +47,7 @@ def step(ctx: ActionContext) -> int:
             except Exception as exc:  # the host cannot be reached: retried like any step
                 ctx.step_failed(job, exc)
                 continue
-            run_dir = run_dir_for(work_dir, job["uuid"], job["index"])
+            run_dir = run_dir_for(work_dir, job["uuid"], job["index"], int(job.get("reruns") or 0))
         if ctx.advance(job, JobState.CHECKED_OUT, run_dir=run_dir):
             moved += 1
             touched.add(job["flow_uuid"])

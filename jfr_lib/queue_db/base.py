@@ -6,8 +6,10 @@ sorted on (the SQLite backend keeps them in indexed columns); everything else
 
 Queries are small dicts over those fields: ``{"state": ["READY", "WAITING"],
 "worker": "local", "lock_id": None}`` means state IN (...) AND worker = ... AND
-lock_id IS NULL. Two extra keys exist: ``retry_due`` (a timestamp: the job has no
-retry time or it has passed) and ``locked`` (true: lock_id is set; false: it is not).
+lock_id IS NULL. A few extra keys exist: ``retry_due`` (a timestamp: the job has no
+retry time or it has passed), ``locked`` (true: lock_id is set; false: it is not),
+``name_glob`` (shell wildcards on the name), ``updated_since`` and ``updated_until``
+(ISO times bounding ``updated_on``).
 
 Every change of state goes through :meth:`QueueDB.update_job`, a compare-and-set
 on the expected state and lock: a caller that lost a race gets ``False`` and
@@ -21,6 +23,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime, timezone
 
 SCHEMA_VERSION = 1
+EXTRA_KEYS = ("retry_due", "locked", "name_glob", "updated_since", "updated_until")
 
 #: Job fields that may appear in queries and sorts.
 JOB_COLUMNS = (
@@ -41,7 +44,7 @@ def now_iso() -> str:
 
 def check_query(query: dict, columns) -> None:
     for key in query:
-        if key not in columns and key not in ("retry_due", "locked"):
+        if key not in columns and key not in EXTRA_KEYS:
             raise ValueError(f"cannot query on {key!r}")
 
 
@@ -149,6 +152,14 @@ class QueueDB(ABC):
     @abstractmethod
     def add_parents(self, child_db_ids, parent_uuids) -> None:
         """Add parents to jobs (a detour makes its leaves parents of the children)."""
+
+    @abstractmethod
+    def delete_jobs(self, db_ids) -> int:
+        """Remove jobs (and their parent links); returns how many were removed."""
+
+    @abstractmethod
+    def delete_flow(self, uuid: str) -> None:
+        """Remove a flow document (its jobs are removed with :meth:`delete_jobs`)."""
 
     @abstractmethod
     def update_flow(self, uuid: str, changes: dict) -> None:

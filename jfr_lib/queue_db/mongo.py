@@ -30,6 +30,12 @@ def _filter(query: dict | None, columns) -> dict:
             out["$or"] = [{"retry_time": None}, {"retry_time": {"$lte": value}}]
         elif key == "locked":
             out["lock_id"] = {"$ne": None} if value else None
+        elif key == "name_glob":
+            import fnmatch
+
+            out["name"] = {"$regex": fnmatch.translate(value)}
+        elif key in ("updated_since", "updated_until"):
+            out.setdefault("updated_on", {})["$gte" if key == "updated_since" else "$lt"] = value
         elif isinstance(value, (list, tuple, set, frozenset)):
             out[key] = {"$in": [str(v) if key == "state" else v for v in value]}
         else:
@@ -249,6 +255,12 @@ class MongoQueueDB(QueueDB):
             {"$addToSet": {"parents": {"$each": list(parent_uuids)}},
              "$set": {"updated_on": now_iso()}},
         )  # fmt: skip
+
+    def delete_jobs(self, db_ids):
+        return self.jobs.delete_many({"db_id": {"$in": [int(i) for i in db_ids]}}).deleted_count
+
+    def delete_flow(self, uuid):
+        self.flows.delete_one({"uuid": uuid})
 
     def update_flow(self, uuid, changes):
         self.flows.update_one({"uuid": uuid}, {"$set": {**changes, "updated_on": now_iso()}})

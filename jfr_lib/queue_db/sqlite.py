@@ -86,6 +86,11 @@ def _where(query: dict | None, mapping: dict) -> tuple:
         if key == "locked":
             clauses.append("lock_id IS NOT NULL" if value else "lock_id IS NULL")
             continue
+        if key in ("name_glob", "updated_since", "updated_until"):
+            clauses.append({"name_glob": "name GLOB ?", "updated_since": "updated_on >= ?",
+                            "updated_until": "updated_on < ?"}[key])  # fmt: skip
+            params.append(value)
+            continue
         col = mapping[key]
         if value is None:
             clauses.append(f"{col} IS NULL")
@@ -391,6 +396,21 @@ class SQLiteQueueDB(QueueDB):
                     "INSERT OR IGNORE INTO job_parents (child_db_id, parent_uuid) VALUES (?, ?)",
                     [(db_id, p) for p in parent_uuids],
                 )
+
+    def delete_jobs(self, db_ids):
+        ids = [int(i) for i in db_ids]
+        removed = 0
+        with self._write() as c:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                c.execute(f"DELETE FROM job_parents WHERE child_db_id IN ({marks})", chunk)
+                removed += c.execute(f"DELETE FROM jobs WHERE db_id IN ({marks})", chunk).rowcount
+        return removed
+
+    def delete_flow(self, uuid):
+        with self._write() as c:
+            c.execute("DELETE FROM flows WHERE uuid = ?", (uuid,))
 
     def update_flow(self, uuid, changes):
         changes = {**changes, "updated_on": now_iso()}
