@@ -66,14 +66,15 @@ class ProjectEnv:
         env.pop("JFR_PROJECT", None)
         return env
 
-    def jfr(self, *args, timeout: float = 60, check: bool = True):
+    def jfr(self, *args, timeout: float = 60, check: bool = True, stdin: str | None = None):
         """Run the real ``jfr`` command (through the launcher) in a subprocess."""
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "jfr.py"), *args], env=self.env(), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = proc.communicate(input=stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 from jfr_lib.cli.output import add_json_flag, print_json, print_table
+from jfr_lib.cli.selection import SORT_KEYS, add_filters, build_query, confirm, select_jobs
 
 #: Keys of ``jfr job list --json``, in order (a stable interface for scripts).
 LIST_KEYS = ("db_id", "uuid", "index", "name", "state", "worker", "priority", "flow_uuid",
@@ -17,11 +19,15 @@ def add_arguments(sub) -> None:
                        "A job is named by its db_id (a number) or its uuid.")  # fmt: skip
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
-    lst = verbs.add_parser("list", help="list jobs", description="List jobs, newest last.")
-    lst.add_argument("-s", "--state", metavar="STATE", action="append",
-                     help="only jobs in this state (repeat or separate with commas)")  # fmt: skip
-    lst.add_argument("-n", "--limit", metavar="N", type=int, default=0,
-                     help="show at most the last N jobs")  # fmt: skip
+    lst = verbs.add_parser("list", help="list jobs",
+                           description="List jobs matching the filters, oldest first (the newest "
+                           "100 unless -n says otherwise).")  # fmt: skip
+    add_filters(lst, ids=False)
+    lst.add_argument("-n", "--limit", metavar="N", type=int, default=100,
+                     help="show at most the last N jobs (0: all; default 100)")  # fmt: skip
+    lst.add_argument("--sort", metavar="KEY", choices=SORT_KEYS, default="db_id",
+                     help=f"order by one of: {', '.join(SORT_KEYS)} (default db_id)")  # fmt: skip
+    lst.add_argument("--count", action="store_true", help="print only the number of matching jobs")
     add_json_flag(lst)
     lst.set_defaults(func=run_list)
     info = verbs.add_parser("info", help="show everything recorded about a job",
@@ -35,20 +41,33 @@ def add_arguments(sub) -> None:
     out.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
     add_json_flag(out)
     out.set_defaults(func=run_output)
-    for verb, text, desc in (
-        ("retry", "retry a job stopped by REMOTE_ERROR",
-         "Put a REMOTE_ERROR job back in the state where its step failed, with a fresh retry budget."),
-        ("pause", "hold a waiting or ready job", "Pause a WAITING or READY job: the runner leaves it alone."),
-        ("resume", "release a paused job", "Resume a PAUSED job: READY when its parents are done, else WAITING."),
-    ):  # fmt: skip
-        v = verbs.add_parser(verb, help=text, description=desc)
-        v.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
-        v.set_defaults(func=run_control, operation=verb)
-    stop = verbs.add_parser("stop", help="stop a job, cancelling it in its queue",
-                            description="Stop a job that has not finished: a submitted job is "
-                            "cancelled in its queue; the job becomes USER_STOPPED.")  # fmt: skip
-    stop.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
-    stop.set_defaults(func=run_control, operation="stop")
+    actions = (
+        ("retry", "retry jobs stopped by REMOTE_ERROR",
+         "Put REMOTE_ERROR jobs back in the state where their step failed, with a fresh retry budget."),
+        ("pause", "hold waiting or ready jobs", "Pause WAITING or READY jobs: the runner leaves them alone."),
+        ("resume", "release paused jobs", "Resume PAUSED jobs: READY when their parents are done, else WAITING."),
+        ("stop", "stop jobs, cancelling them in their queue",
+         "Stop jobs that have not finished: submitted jobs are cancelled in their queue; they become "
+         "USER_STOPPED."),
+        ("rerun", "run jobs again",
+         "Run FAILED, REMOTE_ERROR or stopped jobs again (COMPLETED ones with --force), in a fresh run "
+         "folder; their descendants wait for them again."),
+        ("delete", "remove jobs from the queue database",
+         "Remove jobs that are not being run; --output also removes their outputs from the JobStore, "
+         "--files their run folders."),
+    )  # fmt: skip
+    for verb, text, desc in actions:
+        v = verbs.add_parser(verb, help=text, description=desc + " Name jobs by ID or select them with "
+                             "filters; several jobs are confirmed unless -y.")  # fmt: skip
+        add_filters(v)
+        v.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+        if verb == "rerun":
+            v.add_argument("--force", action="store_true", help="also rerun COMPLETED jobs")
+            v.add_argument("--error-match", metavar="REGEX", help="only jobs whose error matches")
+        if verb == "delete":
+            v.add_argument("--output", action="store_true", help="also remove their outputs")
+            v.add_argument("--files", action="store_true", help="also remove their run folders")
+        v.set_defaults(func=run_action, operation=verb)
     qout = verbs.add_parser("queue-out", help="print the job's queue.out and queue.err",
                             description="Print what the job wrote to its queue's output and error "
                             "files, read from its run folder on the worker.")  # fmt: skip
@@ -67,30 +86,20 @@ def add_arguments(sub) -> None:
     fget.add_argument("names", metavar="FILE", nargs="+", help="file names in the run folder")
     fget.add_argument("-d", "--dir", metavar="DIR", default=".", help="destination folder (default: .)")
     fget.set_defaults(func=run_files_get)
-    setp = verbs.add_parser("set", help="change a setting of a job",
-                            description="Change a setting of a job that has not started.")
+    setp = verbs.add_parser("set", help="change a setting of jobs that have not started",
+                            description="Change the worker, exec_config, resources or priority of "
+                            "WAITING, READY or PAUSED jobs.")  # fmt: skip
     what = setp.add_subparsers(dest="setting", metavar="SETTING")
     what.required = True
-    prio = what.add_parser("priority", help="change the priority (higher runs first)",
-                           description="Change the priority of a WAITING, READY or PAUSED job.")
-    prio.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
-    prio.add_argument("value", metavar="PRIORITY", type=int, help="the new priority")
-    prio.set_defaults(func=run_control, operation="priority")
-
-
-def _states(values) -> list:
-    from jfr_lib.errors import UsageError
-    from jfr_lib.states import JobState
-
-    out = []
-    for value in values or []:
-        for name in value.split(","):
-            name = name.strip().upper()
-            if name not in JobState.__members__:
-                raise UsageError(f"unknown state {name!r} (one of: {', '.join(JobState.__members__)})")
-            out.append(name)
-    return out
-
+    for name, metavar, text in (("worker", "WORKER", "the worker (a name from the project)"),
+                                ("exec-config", "EXEC_CONFIG", "the exec_config (a name, or JSON)"),
+                                ("resources", "JSON", "the scheduler resources (a JSON mapping)"),
+                                ("priority", "PRIORITY", "the priority (higher runs first)")):  # fmt: skip
+        sp = what.add_parser(name, help=f"change {text}", description=f"Set {text}.")
+        sp.add_argument("value", metavar=metavar, help=text)
+        add_filters(sp)
+        sp.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+        sp.set_defaults(func=run_set)
 
 def get_job_or_fail(db, job_id: str) -> dict:
     from jfr_lib.errors import NotFoundError
@@ -105,16 +114,13 @@ def run_list(args) -> int:
     from jfr_lib.config import load_project
     from jfr_lib.queue_db import open_queue_db
 
-    project = load_project(args.project)
-    query = {}
-    states = _states(args.state)
-    if states:
-        query["state"] = states
-    with open_queue_db(project) as db:
-        if args.limit:
-            jobs = db.find_jobs(query, sort=[("db_id", -1)], limit=args.limit)[::-1]
-        else:
-            jobs = db.find_jobs(query, sort=[("db_id", 1)])
+    with open_queue_db(load_project(args.project)) as db:
+        if args.count:
+            query, meta = build_query(args, db)
+            n = db.count_jobs(query) if not meta else len(select_jobs(args, db))
+            print(json.dumps({"count": n}) if args.json else n)
+            return 0
+        jobs = select_jobs(args, db, sort=[(args.sort, -1), ("db_id", -1)], limit=args.limit)[::-1]
     rows = [{k: j.get(k) for k in LIST_KEYS} for j in jobs]
     if args.json:
         print_json(rows)
@@ -169,26 +175,92 @@ def run_output(args) -> int:
     return 0
 
 
-def run_control(args) -> int:
+def run_action(args) -> int:
+    """retry, pause, resume, stop, rerun, delete: on IDs or a query; one line per job."""
+    import re
+
     from jfr_lib import control
     from jfr_lib.config import load_project
+    from jfr_lib.errors import JfrError
     from jfr_lib.queue_db import open_queue_db
 
     project = load_project(args.project)
     with open_queue_db(project) as db:
-        db.project = project
-        job = get_job_or_fail(db, args.job_id)
-        if args.operation == "stop":
-            new = control.stop(db, db.project, job)
-            print(f"job {job['db_id']}: {job['state']} -> {new['state']}")
-            return 0
-        if args.operation == "priority":
-            control.set_priority(db, job, args.value)
-            print(f"job {job['db_id']}: priority {args.value}")
-            return 0
-        new = getattr(control, args.operation)(db, job)
-    print(f"job {job['db_id']}: {job['state']} -> {new['state']}")
-    return 0
+        jobs = select_jobs(args, db)
+        if getattr(args, "error_match", None):
+            pattern = re.compile(args.error_match)
+            jobs = [j for j in jobs if pattern.search(j.get("error") or "")]
+        if not jobs:
+            print("no job matches", file=sys.stderr)
+            return 3
+        if not confirm(args.operation, jobs, args.yes):
+            print("nothing done", file=sys.stderr)
+            return 1
+        failures = 0
+        for job in jobs:
+            try:
+                if args.operation == "stop":
+                    new = control.stop(db, project, job)
+                elif args.operation == "rerun":
+                    new = control.rerun(db, job, force=args.force)
+                elif args.operation == "delete":
+                    control.delete(db, project, job, output=args.output, files=args.files)
+                    print(f"job {job['db_id']}: deleted")
+                    continue
+                else:
+                    new = getattr(control, args.operation)(db, job)
+                print(f"job {job['db_id']}: {job['state']} -> {new['state']}")
+            except JfrError as exc:
+                failures += 1
+                print(f"jfr: error: {exc}", file=sys.stderr)
+                if len(jobs) == 1:
+                    raise
+    return 1 if failures else 0
+
+
+def run_set(args) -> int:
+    from jfr_lib import control
+    from jfr_lib.config import load_project
+    from jfr_lib.errors import JfrError, UsageError
+    from jfr_lib.queue_db import open_queue_db
+
+    key = {"exec-config": "exec_config"}.get(args.setting, args.setting)
+    value = args.value
+    if key == "priority":
+        try:
+            value = int(value)
+        except ValueError:
+            raise UsageError(f"priority {value!r}: give a whole number") from None
+    elif key == "resources" or (key == "exec_config" and value.lstrip().startswith("{")):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise UsageError(f"{args.setting}: not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise UsageError(f"{args.setting}: give a JSON mapping")
+    project = load_project(args.project)
+    with open_queue_db(project) as db:
+        jobs = select_jobs(args, db)
+        if not jobs:
+            print("no job matches", file=sys.stderr)
+            return 3
+        if not confirm(f"set the {args.setting} of", jobs, args.yes):
+            print("nothing done", file=sys.stderr)
+            return 1
+        failures = 0
+        for job in jobs:
+            try:
+                if key == "priority":
+                    control.set_priority(db, job, value)
+                else:
+                    control.set_value(db, project, job, key, value)
+                print(f"job {job['db_id']}: {args.setting} {json.dumps(value)}")
+            except JfrError as exc:
+                failures += 1
+                print(f"jfr: error: {exc}", file=sys.stderr)
+                if len(jobs) == 1:
+                    raise
+    return 1 if failures else 0
 
 
 def _run_folder(args):
