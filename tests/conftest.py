@@ -22,7 +22,7 @@ class ProjectEnv:
         self.root = root
         self.name = name
         self.projects = root / "projects"
-        self.projects.mkdir(exist_ok=True)
+        self.projects.mkdir(parents=True, exist_ok=True)
         self.base = root / "data"
         self.work = root / "run"
         self.path = self.projects / f"{name}.yaml"

@@ -12,7 +12,7 @@ import sys
 
 from jfr_lib import __version__
 
-GROUPS = ("project", "job", "flow", "runner")
+GROUPS = ("project", "job", "flow", "runner", "backup")
 
 
 def build_parser() -> argparse.ArgumentParser:
