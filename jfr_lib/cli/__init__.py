@@ -12,7 +12,7 @@ import sys
 
 from jfr_lib import __version__
 
-GROUPS = ("project", "job", "flow", "runner", "backup")
+GROUPS = ("project", "job", "flow", "runner", "backup", "admin", "completion")
 
 
 def build_parser() -> argparse.ArgumentParser:

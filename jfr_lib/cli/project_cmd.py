@@ -84,6 +84,19 @@ def add_arguments(sub) -> None:
                        help="check only this worker (repeatable)")  # fmt: skip
     add_json_flag(check)
     check.set_defaults(func=run_check)
+    validate = verbs.add_parser("validate", help="check a project file without using it",
+                                description="Load and validate a project file (the selected project, or "
+                                "FILE); print ok or the first problem, as FILE: key: reason.")  # fmt: skip
+    validate.add_argument("file", metavar="FILE", nargs="?", help="a project file (default: the project)")
+    validate.set_defaults(func=run_validate)
+    workers = verbs.add_parser("workers", help="list the project's workers",
+                               description="List the workers of the project.")
+    add_json_flag(workers)
+    workers.set_defaults(func=run_workers)
+    execs = verbs.add_parser("exec-configs", help="list the project's exec_configs",
+                             description="List the execution configurations of the project.")
+    add_json_flag(execs)
+    execs.set_defaults(func=run_exec_configs)
     show = verbs.add_parser("show", help="show the loaded project",
                             description="Load and validate the project file, then show it.")
     add_json_flag(show)
@@ -182,3 +195,44 @@ def run_check(args) -> int:
             if not c.ok and c.detail:
                 print(f"    {c.detail}")
     return 0 if all(c.ok for c in checks) else 1
+
+
+def run_validate(args) -> int:
+    from jfr_lib.config import find_project_file, load_project_file
+
+    path = args.file or find_project_file(args.project)
+    project = load_project_file(path)
+    print(f"{project.path}: ok ({len(project.workers)} workers, {len(project.exec_config)} exec_configs)")
+    return 0
+
+
+def run_workers(args) -> int:
+    from jfr_lib.config import load_project
+
+    project = load_project(args.project)
+    rows = [{"name": w.name, "type": w.type, "scheduler_type": w.scheduler_type,
+             "host": w.host or "localhost", "user": w.user, "work_dir": w.work_dir, "max_jobs": w.max_jobs}
+            for w in project.workers.values()]  # fmt: skip
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, [("name", "NAME"), ("type", "TYPE"), ("scheduler_type", "QUEUE"), ("host", "HOST"),
+                           ("max_jobs", "MAX_JOBS"), ("work_dir", "WORK_DIR")])  # fmt: skip
+    return 0
+
+
+def run_exec_configs(args) -> int:
+    from dataclasses import asdict
+
+    from jfr_lib.config import load_project
+
+    project = load_project(args.project)
+    rows = [asdict(e) for e in project.exec_config.values()]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table([{**r, "modules": " ".join(r["modules"]), "export": " ".join(f"{k}={v}" for k, v in
+                      r["export"].items())} for r in rows],
+                    [("name", "NAME"), ("modules", "MODULES"), ("export", "EXPORT")],
+                    empty="no exec_config")  # fmt: skip
+    return 0
