@@ -51,3 +51,16 @@ def test_man_page_is_current(tmp_path):
     fresh = out.read_text().splitlines()[1:]  # the first line carries the build date
     committed = (ROOT / "man" / "jfr.1").read_text().splitlines()[1:]
     assert fresh == committed, "man/jfr.1 is stale: run man/generate.sh"
+
+
+def test_wheel_installs_the_man_page_where_man_finds_it(tmp_path):
+    import zipfile
+
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("jfr-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    # installed as PREFIX/share/man/man1/jfr.1, next to PREFIX/bin/jfr: `man jfr` looks there
+    assert any(n.endswith(".data/data/share/man/man1/jfr.1") for n in names)
+    assert "jfr_lib/worker.py" in names and "jfr_lib/cli/job_cmd.py" in names
