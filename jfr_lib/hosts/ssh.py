@@ -165,8 +165,9 @@ class SSHHost(Host):
                 pass
             self._last_error = _describe(exc)
             raise HostError(f"{self.label}: cannot connect: {self._last_error}") from None
-        if self._failures:
-            log.info("reconnected to %s after %d failed attempts", self.label, self._failures)
+        if self._failures or self.connections_opened:
+            log.info("reconnected to %s (connection %d, after %d failed attempts)", self.label,
+                     self.connections_opened + 1, self._failures)  # fmt: skip
         self._failures, self._next_try = 0, 0.0
         self._conn = conn
         self.connections_opened += 1
