@@ -13,7 +13,7 @@ import pytest
 from jfr_lib import submit_flow
 
 import testjobs as tj
-from conftest import ROOT, children_of, gone
+from conftest import ROOT, children_of, gone, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,31 +39,20 @@ def test_once_does_one_pass_and_exits(penv):
 
 
 def test_sigterm_stops_the_runner_and_its_action_processes(penv):
-    proc = subprocess.Popen([sys.executable, str(ROOT / "jfr.py"), "runner", "run"], env=penv.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while len(children_of(proc.pid)) < 6 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        kids = children_of(proc.pid)
+    with penv.start_runner() as runner:
+        kids = runner.wait_children()
         assert len(kids) == 6  # one process per action
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        runner.proc.send_signal(signal.SIGTERM)
+        assert runner.proc.wait(timeout=30) == 0
         for pid in kids:
             assert gone(pid)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_killed_action_process_is_restarted(penv):
     proc = subprocess.Popen([sys.executable, str(ROOT / "jfr.py"), "runner", "run"], env=penv.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while len(children_of(proc.pid)) < 6 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: len(children_of(proc.pid)) >= 6, 30, message="6 action processes")
         victim = children_of(proc.pid)[0]
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30

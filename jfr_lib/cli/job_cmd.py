@@ -6,7 +6,7 @@ import json
 import sys
 
 from jfr_lib.cli.output import add_json_flag, print_json, print_table
-from jfr_lib.cli.selection import SORT_KEYS, add_filters, build_query, confirm, select_jobs
+from jfr_lib.cli.selection import SORT_KEYS, add_filters, build_query, confirm, get_job_or_fail, select_jobs
 
 #: Keys of ``jfr job list --json``, in order (a stable interface for scripts).
 LIST_KEYS = ("db_id", "uuid", "index", "name", "state", "worker", "priority", "flow_uuid",
@@ -101,15 +101,6 @@ def add_arguments(sub) -> None:
         sp.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
         sp.set_defaults(func=run_set)
 
-def get_job_or_fail(db, job_id: str) -> dict:
-    from jfr_lib.errors import NotFoundError
-
-    job = db.get_job(db_id=int(job_id)) if job_id.isdigit() else db.get_job(uuid=job_id)
-    if job is None:
-        raise NotFoundError(f"no job {job_id}")
-    return job
-
-
 def run_list(args) -> int:
     from jfr_lib.config import load_project
     from jfr_lib.queue_db import open_queue_db
@@ -175,13 +166,29 @@ def run_output(args) -> int:
     return 0
 
 
+def for_each(jobs: list, func) -> int:
+    """Apply ``func`` to each job, printing one line per job; a refusal of one job among many is
+    reported and the others go on (exit 1); a single job's refusal is the command's error."""
+    from jfr_lib.errors import JfrError
+
+    failures = 0
+    for job in jobs:
+        try:
+            print(f"job {job['db_id']}: {func(job)}")
+        except JfrError as exc:
+            if len(jobs) == 1:
+                raise
+            failures += 1
+            print(f"jfr: error: {exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def run_action(args) -> int:
     """retry, pause, resume, stop, rerun, delete: on IDs or a query; one line per job."""
     import re
 
     from jfr_lib import control
     from jfr_lib.config import load_project
-    from jfr_lib.errors import JfrError
     from jfr_lib.queue_db import open_queue_db
 
     project = load_project(args.project)
@@ -196,32 +203,26 @@ def run_action(args) -> int:
         if not confirm(args.operation, jobs, args.yes):
             print("nothing done", file=sys.stderr)
             return 1
-        failures = 0
-        for job in jobs:
-            try:
-                if args.operation == "stop":
-                    new = control.stop(db, project, job)
-                elif args.operation == "rerun":
-                    new = control.rerun(db, job, force=args.force)
-                elif args.operation == "delete":
-                    control.delete(db, project, job, output=args.output, files=args.files)
-                    print(f"job {job['db_id']}: deleted")
-                    continue
-                else:
-                    new = getattr(control, args.operation)(db, job)
-                print(f"job {job['db_id']}: {job['state']} -> {new['state']}")
-            except JfrError as exc:
-                failures += 1
-                print(f"jfr: error: {exc}", file=sys.stderr)
-                if len(jobs) == 1:
-                    raise
-    return 1 if failures else 0
+
+        def act(job) -> str:
+            if args.operation == "delete":
+                control.delete(db, project, job, output=args.output, files=args.files)
+                return "deleted"
+            if args.operation == "stop":
+                new = control.stop(db, project, job)
+            elif args.operation == "rerun":
+                new = control.rerun(db, job, force=args.force)
+            else:
+                new = getattr(control, args.operation)(db, job)
+            return f"{job['state']} -> {new['state']}"
+
+        return for_each(jobs, act)
 
 
 def run_set(args) -> int:
     from jfr_lib import control
     from jfr_lib.config import load_project
-    from jfr_lib.errors import JfrError, UsageError
+    from jfr_lib.errors import UsageError
     from jfr_lib.queue_db import open_queue_db
 
     key = {"exec-config": "exec_config"}.get(args.setting, args.setting)
@@ -247,20 +248,15 @@ def run_set(args) -> int:
         if not confirm(f"set the {args.setting} of", jobs, args.yes):
             print("nothing done", file=sys.stderr)
             return 1
-        failures = 0
-        for job in jobs:
-            try:
-                if key == "priority":
-                    control.set_priority(db, job, value)
-                else:
-                    control.set_value(db, project, job, key, value)
-                print(f"job {job['db_id']}: {args.setting} {json.dumps(value)}")
-            except JfrError as exc:
-                failures += 1
-                print(f"jfr: error: {exc}", file=sys.stderr)
-                if len(jobs) == 1:
-                    raise
-    return 1 if failures else 0
+
+        def change(job) -> str:
+            if key == "priority":
+                control.set_priority(db, job, value)
+            else:
+                control.set_value(db, project, job, key, value)
+            return f"{args.setting} {json.dumps(value)}"
+
+        return for_each(jobs, change)
 
 
 def _run_folder(args):

@@ -103,19 +103,24 @@ def _meta_matches(job: dict, pairs) -> bool:
     return all(str(metadata.get(k)) == v for k, v in pairs)
 
 
+def get_job_or_fail(db, job_id: str) -> dict:
+    """A job by db_id (digits) or uuid; NotFoundError otherwise."""
+    from jfr_lib.errors import NotFoundError
+
+    job = db.get_job(db_id=int(job_id)) if job_id.isdigit() else db.get_job(uuid=job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id}")
+    return job
+
+
 def select_jobs(args, db, sort=None, limit: int = 0) -> list:
     """The jobs named by IDs, or matching the filters (IDs and filters together: both must hold)."""
-    from jfr_lib.errors import NotFoundError, UsageError
+    from jfr_lib.errors import UsageError
 
     query, meta = build_query(args, db)
     ids = getattr(args, "job_ids", None) or []
     if ids:
-        jobs = []
-        for job_id in ids:
-            job = db.get_job(db_id=int(job_id)) if job_id.isdigit() else db.get_job(uuid=job_id)
-            if job is None:
-                raise NotFoundError(f"no job {job_id}")
-            jobs.append(job)
+        jobs = [get_job_or_fail(db, job_id) for job_id in ids]
         if query or meta:
             allowed = {j["db_id"] for j in db.find_jobs({**query, "db_id": [j["db_id"] for j in jobs]})}
             jobs = [j for j in jobs if j["db_id"] in allowed and _meta_matches(j, meta)]
