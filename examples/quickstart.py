@@ -22,7 +22,7 @@ from jfr_lib import get_jobstore, submit_flow  # noqa: E402
 from jfr_lib.cli import main as jfr  # noqa: E402
 from jfr_lib.config import load_project, project_files  # noqa: E402
 from jfr_lib.queue_db import open_queue_db  # noqa: E402
-from jfr_lib.runner import Runner  # noqa: E402
+from jfr_lib.runner import Runner, RunnerBusy  # noqa: E402
 
 from quickstart_jobs import add, fan_out  # noqa: E402
 
@@ -37,6 +37,15 @@ def build_flow() -> Flow:
     return Flow([first, second, dynamic, last], name="quickstart")
 
 
+def wait_for_flow(project, uuid: str, timeout: float = 600) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    with open_queue_db(project) as db:
+        while time.monotonic() < deadline and db.get_flow(uuid)["state"] not in ("COMPLETED", "FAILED", "STOPPED"):
+            time.sleep(0.5)
+
+
 def main() -> int:
     if NAME not in project_files():
         jfr(["project", "init", NAME])
@@ -46,7 +55,11 @@ def main() -> int:
     env = {"export": {"PYTHONPATH": f"{HERE}:$PYTHONPATH"}}
     ids = submit_flow(flow, project=project, exec_config=env)
     print(f"submitted flow {flow.uuid} with jobs {ids}; running...")
-    Runner(project, exit_when_idle=True).run()
+    try:
+        Runner(project, exit_when_idle=True).run()
+    except RunnerBusy as exc:  # a runner started earlier (jfr runner start) does the work
+        print(f"{exc}: waiting for it to finish the flow")
+        wait_for_flow(project, flow.uuid)
 
     store = get_jobstore(project)
     with open_queue_db(project) as db:
