@@ -492,11 +492,3 @@ class _Parser:
                 self.fail(f"jobstore.additional_stores.{n}", "must be a store mapping with a `type`")
         self.keys(raw, {"docs_store", "additional_stores", "save", "load"}, "jobstore")
 
-
-def describe(cls) -> dict:
-    """Field name -> (default, description) of a config dataclass, for docs and ``project show``."""
-    out = {}
-    for f in fields(cls):
-        default = f.default_factory() if callable(f.default_factory) else f.default
-        out[f.name] = (default, f.metadata.get("doc", ""))
-    return out

@@ -106,7 +106,10 @@ def _create_collections(project, store) -> None:
     marker = project.base_dir / ".jobstore-ready"
     if marker.exists() or not _uses_files(jobstore_spec(project)):
         return
+    from maggma.stores import MontyStore
+
     for s in [store.docs_store, *store.additional_stores.values()]:
-        s._collection.insert_one({"_jfr_init": True})
-        s._collection.delete_many({"_jfr_init": True})
+        if isinstance(s, MontyStore):
+            s._collection.insert_one({"_jfr_init": True})
+            s._collection.delete_many({"_jfr_init": True})
     marker.write_text("ok\n")
