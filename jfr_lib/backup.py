@@ -1,7 +1,8 @@
 """Backups of a project's data: the queue database and the embedded JobStore, together.
 
 ``create`` is consistent while a runner works: the SQLite queue database is
-copied with SQLite's online backup API (one snapshot), and the embedded JobStore
+copied with SQLite's online backup API (one snapshot; a MongoDB one is dumped to
+extended JSON with pymongo, no server tools needed), and the embedded JobStore
 (montydb's SQLite files) is copied the same way while holding the JobStore's
 shared lock, which every writer respects. A backup is a folder with a
 ``manifest.json``; ``restore`` puts it into a project's data folder, keeping
@@ -20,6 +21,19 @@ from pathlib import Path
 from jfr_lib.errors import JfrError, UsageError
 
 FORMAT = 1
+MONGO_FILE = "queue.mongo.json"
+
+
+def _mongo_dump(project, folder: Path) -> str:
+    """A pure-Python dump of the MongoDB queue collections (bson extended JSON)."""
+    from bson import json_util
+
+    from jfr_lib.queue_db import open_queue_db
+
+    with open_queue_db(project) as db:
+        data = db.dump()
+    (folder / MONGO_FILE).write_text(json_util.dumps(data))
+    return MONGO_FILE
 
 
 def _sqlite_copy(source: Path, target: Path) -> None:
@@ -45,17 +59,18 @@ def create(project, folder) -> dict:
     """Back the project's queue database and embedded JobStore up into ``folder`` (new or empty)."""
     from jfr_lib.jobstore import _uses_files, jobstore_spec, store_lock
 
-    if project.queue.backend != "sqlite":
-        raise UsageError("backups of a MongoDB queue database are not supported yet: use mongodump")
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise UsageError(f"{folder}: the backup folder must be new or empty")
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    if not project.queue_db_path.exists():
-        raise JfrError(f"{project.queue_db_path}: the project has no queue database yet")
-    _sqlite_copy(project.queue_db_path, folder / "queue.db")
-    files = ["queue.db"]
+    if project.queue.backend == "mongodb":
+        files = [_mongo_dump(project, folder)]
+    else:
+        if not project.queue_db_path.exists():
+            raise JfrError(f"{project.queue_db_path}: the project has no queue database yet")
+        _sqlite_copy(project.queue_db_path, folder / "queue.db")
+        files = ["queue.db"]
     embedded = project.jobstore_dir.exists() and _uses_files(jobstore_spec(project))
     if embedded:
         with store_lock(project, exclusive=False):
@@ -69,15 +84,21 @@ def create(project, folder) -> dict:
                 else:
                     shutil.copy2(path, folder / rel)
                 files.append(str(rel))
-    db = sqlite3.connect(folder / "queue.db")
-    try:
-        jobs = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-        flows = db.execute("SELECT COUNT(*) FROM flows").fetchone()[0]
-    finally:
-        db.close()
-    manifest = {"format": FORMAT, "project": project.name, "created": datetime.now(timezone.utc).isoformat(
-        timespec="seconds"), "jobs": jobs, "flows": flows, "embedded_jobstore": embedded, "files": files,
-        "seconds": round(time.time() - started, 2)}  # fmt: skip
+    if project.queue.backend == "mongodb":
+        data = json.loads((folder / MONGO_FILE).read_text())
+        jobs, flows = len(data["jobs"]), len(data["flows"])
+    else:
+        db = sqlite3.connect(folder / "queue.db")
+        try:
+            jobs = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+            flows = db.execute("SELECT COUNT(*) FROM flows").fetchone()[0]
+        finally:
+            db.close()
+    manifest = {
+        "format": FORMAT, "project": project.name, "queue": project.queue.backend,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "jobs": jobs, "flows": flows,
+        "embedded_jobstore": embedded, "files": files, "seconds": round(time.time() - started, 2),
+    }  # fmt: skip
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -93,27 +114,36 @@ def restore(project, folder) -> dict:
         raise UsageError(f"{folder}: not a jfr backup (manifest.json: {exc})") from None
     if manifest.get("format") != FORMAT:
         raise UsageError(f"{folder}: backup format {manifest.get('format')} is not supported")
-    if project.queue.backend != "sqlite":
-        raise UsageError("restoring into a MongoDB queue database is not supported yet")
-    if project.queue_db_path.exists():
+    if manifest.get("queue", "sqlite") != project.queue.backend:
+        raise UsageError(f"{folder}: a backup of a {manifest.get('queue', 'sqlite')} queue database cannot be "
+                         f"restored into a {project.queue.backend} one")  # fmt: skip
+    if project.queue.backend == "mongodb" or project.queue_db_path.exists():
         from jfr_lib.queue_db import open_queue_db
 
         with open_queue_db(project) as db:
             holder = lease.read(db)
             if lease.status(holder) == lease.RUNNING:
                 raise JfrError(f"a runner is running on {holder['host']} (pid {holder['pid']}): stop it first")
+    if project.queue.backend == "mongodb":
+        from bson import json_util
+
+        from jfr_lib.queue_db import open_queue_db
+
+        with open_queue_db(project) as db:
+            db.load(json_util.loads((folder / MONGO_FILE).read_text()))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     project.base_dir.mkdir(parents=True, exist_ok=True)
-    targets = [project.queue_db_path]
+    targets = [] if project.queue.backend == "mongodb" else [project.queue_db_path]
     if manifest.get("embedded_jobstore"):
         targets.append(project.jobstore_dir)
     for target in targets:
         for path in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
             if path.exists():
                 path.rename(path.with_name(f"{path.name}.before-restore-{stamp}"))
-    _sqlite_copy(folder / "queue.db", project.queue_db_path)
+    if project.queue.backend == "sqlite":
+        _sqlite_copy(folder / "queue.db", project.queue_db_path)
     for rel in manifest["files"]:
-        if rel == "queue.db":
+        if rel in ("queue.db", MONGO_FILE):
             continue
         (project.base_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(folder / rel, project.base_dir / rel)

@@ -40,3 +40,38 @@ def test_backup_during_a_run_restores_into_a_fresh_folder(penv, tmp_path):
     # locks taken mid-step at backup time are dropped by the next runner, which finishes the rest
     fresh.run_until_idle()
     assert all(j["state"] == "COMPLETED" for j in fresh.jobs())
+
+
+def test_mongodb_queue_backup_and_restore(tmp_path, monkeypatch):
+    """A pure-Python dump of a MongoDB queue (mongomock here) restores into another database."""
+    from jfr_lib import backup
+    from jfr_lib.config import load_project_file
+    from jfr_lib.errors import UsageError
+    from jfr_lib.queue_db import open_queue_db
+
+    def project(name, database):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\nbase_dir: {tmp_path / name}\nworkers:\n  local:\n    work_dir: /tmp\n"
+                        f"queue:\n  backend: mongodb\n  uri: mongomock://\n  database: {database}\n")  # fmt: skip
+        return load_project_file(path)
+
+    source, target = project("src", "one"), project("dst", "two")
+    monkeypatch.setenv("JFR_PROJECTS_DIR", str(tmp_path))
+    submit_flow(Flow([tj.add(1, 2), tj.add(3, 4)], name="m"), project=source)
+    manifest = backup.create(source, tmp_path / "bk")
+    assert manifest["queue"] == "mongodb" and manifest["jobs"] == 2 and manifest["flows"] == 1
+    backup.restore(target, tmp_path / "bk")
+    with open_queue_db(target) as db:
+        assert [j["name"] for j in db.find_jobs(sort=[("db_id", 1)])] == ["add", "add"]
+        assert db.find_flows()[0]["name"] == "m" and db.schema_version() == 1
+    with pytest.raises(Exception, match="not empty"):
+        backup.restore(target, tmp_path / "bk")  # never merges into existing jobs
+    sqlite_project = load_project_file(_sqlite_file(tmp_path))
+    with pytest.raises(UsageError, match="cannot be restored into a sqlite one"):
+        backup.restore(sqlite_project, tmp_path / "bk")
+
+
+def _sqlite_file(tmp_path):
+    path = tmp_path / "lite.yaml"
+    path.write_text(f"name: lite\nbase_dir: {tmp_path / 'lite'}\nworkers:\n  local:\n    work_dir: /tmp\n")
+    return path

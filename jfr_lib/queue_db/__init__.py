@@ -22,9 +22,7 @@ def open_queue_db(project) -> QueueDB:
         from jfr_lib.queue_db.mongo import MongoQueueDB
 
         if q.uri and q.uri.startswith("mongomock://"):
-            import mongomock  # only tests use this scheme
-
-            db = MongoQueueDB(database=q.database, prefix=q.prefix, client=mongomock.MongoClient())
+            db = MongoQueueDB(database=q.database, prefix=q.prefix, client=_mock_client())
         else:
             db = MongoQueueDB(q.uri, q.database, q.prefix)
     else:
@@ -33,3 +31,16 @@ def open_queue_db(project) -> QueueDB:
         db = SQLiteQueueDB(project.queue_db_path)
     db.base_dir = project.base_dir
     return db
+
+
+_MOCK = None
+
+
+def _mock_client():
+    """One in-memory MongoDB per process for ``mongomock://`` URIs (tests only)."""
+    global _MOCK
+    if _MOCK is None:
+        import mongomock
+
+        _MOCK = mongomock.MongoClient()
+    return _MOCK
