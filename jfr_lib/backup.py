@@ -147,5 +147,4 @@ def restore(project, folder) -> dict:
             continue
         (project.base_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(folder / rel, project.base_dir / rel)
-    # the JobStore's collections exist in the copy; a stale "ready" marker must not skip a check
     return manifest

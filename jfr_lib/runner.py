@@ -64,16 +64,6 @@ def _die_with_parent() -> None:
         pass
 
 
-def _trim_heap() -> None:
-    """Return freed heap pages to the system (glibc only; elsewhere a no-op)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def status_dir(project):
     return project.base_dir / "runner"
 
@@ -89,22 +79,17 @@ def run_action(project, action: str, once: bool, stop_flag, lock_id=None, status
     ctx = ActionContext(project, action, lock_id=lock_id, status_file=status_file)
     ctx.stop_flag = stop_flag
     wake = None if once else Wakeup(project.base_dir, action)
-    busy = False
     try:
         if hasattr(module, "prepare"):
             module.prepare(ctx)
         while not stop_flag():
             moved = module.step(ctx)
-            busy = busy or bool(moved)
             ctx.set_status(None)
             if moved:
                 notify(project.base_dir, NEXT_ACTION[action])
             if once:
                 break
             if not moved:
-                if busy:
-                    _trim_heap()  # give back what the burst of work allocated
-                    busy = False
                 timeout = project.runner.idle_sleep
                 if hasattr(module, "next_due"):
                     timeout = min(timeout, module.next_due(ctx))

@@ -56,7 +56,7 @@ def run_unlock(args) -> int:
         if not jobs:
             print("no locked job")
             return 0
-        if not confirm("unlock", jobs, args.yes):
+        if not confirm("unlock", len(jobs), args.yes):
             print("nothing done", file=sys.stderr)
             return 1
         for job in jobs:

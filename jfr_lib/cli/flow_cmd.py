@@ -134,7 +134,7 @@ def run_delete(args) -> int:
                                  "stop it or wait before deleting the flow")  # fmt: skip
             plan.append((flow, jobs))
         total = sum(len(jobs) for _, jobs in plan)
-        if not confirm("delete", [None] * total, args.yes or total <= 1):
+        if not confirm("delete", total, args.yes):
             print("nothing done", file=sys.stderr)
             return 1
         for flow, jobs in plan:

@@ -200,7 +200,7 @@ def run_action(args) -> int:
         if not jobs:
             print("no job matches", file=sys.stderr)
             return 3
-        if not confirm(args.operation, jobs, args.yes):
+        if not confirm(args.operation, len(jobs), args.yes):
             print("nothing done", file=sys.stderr)
             return 1
 
@@ -245,7 +245,7 @@ def run_set(args) -> int:
         if not jobs:
             print("no job matches", file=sys.stderr)
             return 3
-        if not confirm(f"set the {args.setting} of", jobs, args.yes):
+        if not confirm(f"set the {args.setting} of", len(jobs), args.yes):
             print("nothing done", file=sys.stderr)
             return 1
 

@@ -135,11 +135,11 @@ def select_jobs(args, db, sort=None, limit: int = 0) -> list:
     return jobs
 
 
-def confirm(verb: str, jobs: list, assume_yes: bool) -> bool:
+def confirm(verb: str, count: int, assume_yes: bool) -> bool:
     """Ask before acting on several jobs (answer from stdin, even when not a terminal)."""
-    if assume_yes or len(jobs) <= 1:
+    if assume_yes or count <= 1:
         return True
-    sys.stderr.write(f"{verb} {len(jobs)} jobs? [y/N] ")
+    sys.stderr.write(f"{verb} {count} jobs? [y/N] ")
     sys.stderr.flush()
     answer = sys.stdin.readline().strip().lower()
     return answer in ("y", "yes")
