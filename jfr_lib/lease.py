@@ -1,9 +1,10 @@
 """The runner lease: which process runs a project, kept in the queue database.
 
 One document (meta key ``runner``) records the holder: a random token, host,
-pid, user, start time, heartbeat, and a stop request that any process may set.
-Every change is a compare-and-set on the token, so two runners can never both
-believe they hold it. A lease is stale when its heartbeat is older than
+pid, user, start time and heartbeat. Every change is a compare-and-set on the
+token, so two runners can never both believe they hold it. A stop request lives
+in its own document (meta key ``runner_stop``, naming the token it is meant
+for), so that a heartbeat rewriting the lease can never erase it. A lease is stale when its heartbeat is older than
 ``stale_after`` (three heartbeats by default), or at once when its process is
 gone on this very host.
 """
@@ -18,6 +19,7 @@ import uuid
 from datetime import datetime, timezone
 
 KEY = "runner"
+STOP_KEY = "runner_stop"
 RUNNING, STALE, STOPPED = "running", "stale", "stopped"
 
 
@@ -49,7 +51,12 @@ def read(db) -> dict | None:
     lease = db.get_meta(KEY)
     if not isinstance(lease, dict) or not lease.get("token"):
         return None
-    return lease
+    return {**lease, "stop_requested": _stop_requested(db, lease["token"])}
+
+
+def _stop_requested(db, token: str) -> bool:
+    stop = db.get_meta(STOP_KEY)
+    return isinstance(stop, dict) and stop.get("token") == token
 
 
 def status(lease: dict | None, now: float | None = None) -> str:
@@ -77,7 +84,6 @@ def new_lease(heartbeat: float, stale_after: float, **extra) -> dict:
         "heartbeat": now,
         "interval": heartbeat,
         "stale_after": stale_after,
-        "stop_requested": False,
         "children": [],
         **extra,
     }
@@ -110,18 +116,16 @@ def heartbeat(db, lease: dict, children: list) -> str:
     updated = {**current, "heartbeat": time.time(), "children": children}
     if not db.swap_meta(KEY, lease["token"], updated):
         return "lost"
-    return "stop" if current.get("stop_requested") else "ok"
+    return "stop" if _stop_requested(db, lease["token"]) else "ok"
 
 
 def request_stop(db) -> dict | None:
     """Ask the holder to stop (works from any host). Returns the lease, or None."""
-    for _ in range(20):
-        current = read(db)
-        if current is None:
-            return None
-        if db.swap_meta(KEY, current["token"], {**current, "stop_requested": True}):
-            return current
-    return read(db)
+    current = read(db)
+    if current is None:
+        return None
+    db.set_meta(STOP_KEY, {"token": current["token"], "requested": time.time()})
+    return {**current, "stop_requested": True}
 
 
 def release(db, token: str) -> bool:

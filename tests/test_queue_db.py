@@ -222,3 +222,30 @@ def test_four_processes_claim_each_job_exactly_once(tmp_path):
     assert sum(1 for n in per_process if n > 0) >= 2, f"no concurrency happened: {per_process}"
     d = SQLiteQueueDB(path)
     assert d.count_jobs({"state": "CHECKED_OUT"}) == 1000
+
+
+def test_stop_request_survives_a_concurrent_heartbeat(db):
+    """A stop request written while the runner is between reading and rewriting
+    its lease must still reach the runner (it used to be overwritten)."""
+    from jfr_lib import lease
+
+    mine = lease.new_lease(5, 15)
+    assert lease.acquire(db, mine)[0]
+    real_get = db.get_meta
+
+    def get_meta_then_stop(key, default=None):
+        value = real_get(key, default)
+        if key == lease.KEY and not getattr(db, "_stopped", False):
+            db._stopped = True
+            lease.request_stop(db)  # lands after the heartbeat read the lease
+        return value
+
+    db.get_meta = get_meta_then_stop
+    assert lease.heartbeat(db, mine, []) == "stop"
+    db.get_meta = real_get
+    assert lease.read(db)["stop_requested"] is True
+    assert lease.heartbeat(db, mine, []) == "stop"  # stays requested until the runner leaves
+    assert lease.release(db, mine["token"]) and lease.read(db) is None
+    successor = lease.new_lease(5, 15)
+    assert lease.acquire(db, successor)[0]
+    assert lease.heartbeat(db, successor, []) == "ok"  # a request for the old runner is not for the next
