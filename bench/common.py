@@ -63,7 +63,8 @@ class MemorySampler(threading.Thread):
     """Peak of the summed PSS of a process and its descendants, sampled every 0.1 s.
 
     ``exclude`` names command-line words whose processes are left out (the
-    jobs themselves are not part of the runner).
+    jobs themselves are not part of the runner), as are jobs started warm
+    (process name ``jfr-job``).
     """
 
     def __init__(self, pid: int, exclude=("jfr_lib.worker",)):
@@ -79,10 +80,18 @@ class MemorySampler(threading.Thread):
         except OSError:
             return ""
 
+    @staticmethod
+    def _comm(pid):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                return f.read().strip()
+        except OSError:
+            return ""
+
     def run(self):
         while not self.stop.is_set():
-            pids = [p for p in descendants(self.pid)
-                    if not any(word in self._cmd(p) for word in self.exclude)]  # fmt: skip
+            pids = [p for p in descendants(self.pid) if self._comm(p) != "jfr-job"
+                    and not any(word in self._cmd(p) for word in self.exclude)]  # fmt: skip
             self.peak_kib = max(self.peak_kib, sum(pss_kib(p) for p in pids))
             time.sleep(0.1)
 

@@ -63,7 +63,7 @@ def main():
         submit_flow(flow, project=project)
         wait_done(project, flow.uuid, 40)
         busy.stop.set()
-        print(f"daemon memory (PSS, parent + 6 action processes): idle {idle.peak_kib / 1024:.0f} MiB, "
+        print(f"daemon memory (PSS, parent + 6 action processes + warm server): idle {idle.peak_kib / 1024:.0f} MiB, "
               f"busy peak {busy.peak_kib / 1024:.0f} MiB (40 independent jobs)")  # fmt: skip
 
         jobs = [add(0, 1)]

@@ -77,7 +77,7 @@ def main():
             print(f"{label:<16} {med:>16.2f} {med / n:>10.2f}   {runs}", flush=True)
     finally:
         peak = runner.stop()
-    print(f"runner memory (PSS, parent + action processes): idle {idle_kib / 1024:.0f} MiB, "
+    print(f"runner memory (PSS, parent + action processes + warm server): idle {idle_kib / 1024:.0f} MiB, "
           f"peak {peak / 1024:.0f} MiB")  # fmt: skip
 
 

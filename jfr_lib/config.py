@@ -107,6 +107,7 @@ class RunnerOptions:
     processes: dict = _doc("processes per action, e.g. {upload: 2, complete: 2}", dict)
     log_max_bytes: int = _doc("size at which the runner log is rotated", 10 * 1024 * 1024)
     log_backups: int = _doc("rotated runner logs kept", 5)
+    warm_start: bool = _doc("local shell jobs fork from a runner process with jobflow already loaded", True)
     lock_timeout: float | None = _doc("seconds after which a lock counts as stale")
     delay_checkout: float | None = _doc("accepted for compatibility; unused")
     delay_check_run_status: float | None = _doc("alias of queue_poll_interval")

@@ -120,7 +120,7 @@ RERUNNABLE = (JobState.FAILED, JobState.REMOTE_ERROR, JobState.STOPPED, JobState
 #: Fields of a run that a rerun forgets.
 RUN_FIELDS = ("run_dir", "local_dir", "queue_id", "queue_state", "queue_err", "error", "traceback",
               "failed_step", "start_time", "end_time", "submitted_on", "step_attempts", "retry_time",
-              "last_error", "last_error_step", "stored_data", "run_seconds", "host")  # fmt: skip
+              "last_error", "last_error_step", "stored_data", "run_seconds", "host", "started")  # fmt: skip
 
 
 def _descendants(db, uuid: str) -> list:

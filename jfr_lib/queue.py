@@ -216,6 +216,11 @@ class QueueAdapter:
         return name.split(".")[-1].upper()
 
     def cancel_command(self, queue_id) -> str:
+        if self.scheduler_type == "shell":
+            # the job is the script's child: TERM it too (the worker then writes why it
+            # stopped), rather than SIGKILL the script alone and leave the job running
+            pid = int(queue_id)
+            return f"{{ pkill -TERM -P {pid} || true; }} 2>/dev/null; kill -TERM {pid}"
         return self.io.get_cancel_cmd(str(queue_id))
 
 

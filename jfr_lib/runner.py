@@ -53,15 +53,24 @@ def preload() -> None:
     gc.freeze()
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (a no-op elsewhere)."""
+def _prctl(option: int, arg) -> None:
+    """Linux's prctl(2); a no-op elsewhere."""
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies."""
+    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def name_process(name: str) -> None:
+    """The name ``ps -o comm``, ``top`` and /proc/PID/comm show (15 bytes at most)."""
+    _prctl(15, name.encode()[:15])  # PR_SET_NAME
 
 
 def status_dir(project):
@@ -132,7 +141,12 @@ class Runner:
     # --- children ---------------------------------------------------------------
     def slots(self) -> list:
         counts = self.project.runner.processes
-        return [(a, i) for a in ORDER for i in range(counts.get(a, 1))]
+        slots = [(a, i) for a in ORDER for i in range(counts.get(a, 1))]
+        from jfr_lib.actions.submit import warm_socket
+
+        if any(warm_socket(self.project, w) for w in self.project.workers.values()):
+            slots.append(("warm", 0))
+        return slots
 
     def lock_for(self, action: str, index: int, pid: int) -> str:
         return f"{self.lease['token'][:12]}:{action}:{index}:{pid}"
@@ -146,6 +160,7 @@ class Runner:
         code = 0
         try:
             _die_with_parent()
+            name_process(f"jfr-{action}")
             stop = {"now": os.getppid() != parent}
 
             def on_term(signum, frame):
@@ -154,6 +169,11 @@ class Runner:
             signal.signal(signal.SIGTERM, on_term)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            if action == "warm":
+                from jfr_lib.warm import serve
+
+                serve(self.project, lambda: stop["now"] or os.getppid() != parent, logging.getLogger("jfr.warm"))
+                return
             status = status_dir(self.project) / f"{action}-{index}.json"
             run_action(self.project, action, self.once,
                        lambda: stop["now"] or os.getppid() != parent,

@@ -25,6 +25,8 @@ IN_FILE = "jfr_in.json"
 OUT_FILE = "jfr_out.json"
 STORE_FILE = "jfr_store.json"
 STARTED_FILE = "jfr_started"
+#: Set by the warm server in the process it forked for a job (see :mod:`jfr_lib.warm`).
+STARTED_WARM = False
 
 
 def _now() -> str:
@@ -115,7 +117,8 @@ def run(run_dir: str) -> int:
         return 3
     os.write(fd, f"{socket.gethostname()} {os.getpid()} {_now()}\n".encode())
     os.close(fd)
-    result = {"start_time": _now(), "host": socket.gethostname(), "pid": os.getpid()}
+    result = {"start_time": _now(), "host": socket.gethostname(), "pid": os.getpid(),
+              "started": "warm" if STARTED_WARM else "cold"}
     t0 = time.perf_counter()
     try:
         with open(IN_FILE) as f:
@@ -159,18 +162,28 @@ def _strip(doc: dict) -> dict:
     return doc
 
 
+USAGE = "usage: python -m jfr_lib.worker RUN_DIR [--notify FIFO] [--warm SOCKET]"
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    notify = None
-    if len(argv) == 3 and argv[1] == "--notify":
-        notify = argv.pop(2)
-        argv.pop(1)
+    options = {"--notify": None, "--warm": None}
+    while len(argv) >= 3 and argv[-2] in options:
+        value = argv.pop()
+        options[argv.pop()] = value
     if len(argv) != 1:
-        print("usage: python -m jfr_lib.worker RUN_DIR [--notify FIFO]", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
+    if options["--warm"]:
+        from jfr_lib.warm import run_warm
+
+        rest = argv + (["--notify", options["--notify"]] if options["--notify"] else [])
+        code = run_warm(options["--warm"], rest)
+        if code is not None:
+            return code
     code = run(argv[0])
-    if notify:
-        _notify(notify)
+    if options["--notify"]:
+        _notify(options["--notify"])
     return code
 
 

@@ -101,6 +101,10 @@ class ProjectEnv:
         return store.get_output(job["uuid"], which=job["index"], load=True)
 
 
+#: Processes of a runner of the default test project: one per action, and the warm server.
+RUNNER_CHILDREN = 7
+
+
 def children_of(pid: int) -> list:
     out = []
     try:
@@ -143,7 +147,7 @@ class RunnerProc:
         )  # fmt: skip
         self.pid = self.proc.pid
 
-    def wait_children(self, n: int = 6, timeout: float = 60) -> list:
+    def wait_children(self, n: int = RUNNER_CHILDREN, timeout: float = 60) -> list:
         return wait_for(lambda: len(children_of(self.pid)) >= n and children_of(self.pid), timeout,
                         message=f"{n} action processes")  # fmt: skip
 

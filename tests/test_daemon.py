@@ -17,7 +17,7 @@ from jobflow import Flow
 from jfr_lib import submit_flow
 
 import testjobs as tj
-from conftest import children_of, gone, wait_for
+from conftest import RUNNER_CHILDREN, children_of, gone, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -41,13 +41,13 @@ def test_start_twice_status_stop(penv):
     assert code == 0 and "already running" in out
     assert lease_of(penv)["pid"] == first["pid"]  # still one runner
     assert penv.jfr("runner", "status", check=False)[:2] == (0, "running\n")
-    kids = wait_for(lambda: len(children_of(first["pid"])) == 6 and children_of(first["pid"]), 30)
-    wait_for(lambda: len(lease_of(penv)["children"]) == 6, 10, message="children in the lease")
+    kids = wait_for(lambda: len(children_of(first["pid"])) == RUNNER_CHILDREN and children_of(first["pid"]), 30)
+    wait_for(lambda: len(lease_of(penv)["children"]) == RUNNER_CHILDREN, 10, message="children in the lease")
     _, out, _ = penv.jfr("runner", "info", "--json")
     info = json.loads(out)
     assert info["status"] == "running" and info["pid"] == first["pid"]
     assert sorted(c["action"] for c in info["children"]) == sorted(
-        ["checkout", "upload", "submit", "monitor", "download", "complete"])
+        ["checkout", "upload", "submit", "monitor", "download", "complete", "warm"])
     assert {c["pid"] for c in info["children"]} == set(kids)
     code, out, _ = penv.jfr("runner", "stop")
     assert code == 0 and "stopped" in out
@@ -60,7 +60,7 @@ def test_start_twice_status_stop(penv):
 def test_stale_lease_is_taken_over(penv):
     penv.jfr("runner", "start")
     old = lease_of(penv)
-    kids = wait_for(lambda: len(children_of(old["pid"])) == 6 and children_of(old["pid"]), 30)
+    kids = wait_for(lambda: len(children_of(old["pid"])) == RUNNER_CHILDREN and children_of(old["pid"]), 30)
     os.kill(old["pid"], signal.SIGKILL)
     wait_for(lambda: all(gone(p) for p in [old["pid"], *kids]), 10, message="children die with the parent")
     assert penv.jfr("runner", "status", check=False)[:2] == (1, "stale\n")
@@ -230,7 +230,8 @@ def test_sigkill_at_random_moments_runs_every_job_exactly_once(penv):
     for chain in range(10):
         prev = None
         for link in range(10):
-            j = tj.append_line(str(lines), f"job-{chain}-{link}", after=prev.output if prev else None)
+            # each job takes 3 s, so the flow lasts long enough for every kill to hit it
+            j = tj.append_line(str(lines), f"job-{chain}-{link}", after=prev.output if prev else None, seconds=3)
             jobs.append(j)
             prev = j
     submit_flow(Flow(jobs))

@@ -13,7 +13,7 @@ import pytest
 from jfr_lib import submit_flow
 
 import testjobs as tj
-from conftest import ROOT, children_of, gone, wait_for
+from conftest import ROOT, RUNNER_CHILDREN, children_of, gone, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +41,7 @@ def test_once_does_one_pass_and_exits(penv):
 def test_sigterm_stops_the_runner_and_its_action_processes(penv):
     with penv.start_runner() as runner:
         kids = runner.wait_children()
-        assert len(kids) == 6  # one process per action
+        assert len(kids) == RUNNER_CHILDREN  # one process per action, and the warm server
         runner.proc.send_signal(signal.SIGTERM)
         assert runner.proc.wait(timeout=30) == 0
         for pid in kids:
@@ -52,16 +52,16 @@ def test_a_killed_action_process_is_restarted(penv):
     proc = subprocess.Popen([sys.executable, str(ROOT / "jfr.py"), "runner", "run"], env=penv.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        wait_for(lambda: len(children_of(proc.pid)) >= 6, 30, message="6 action processes")
+        wait_for(lambda: len(children_of(proc.pid)) >= RUNNER_CHILDREN, 30, message="the runner's processes")
         victim = children_of(proc.pid)[0]
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             kids = children_of(proc.pid)
-            if len(kids) == 6 and victim not in kids:
+            if len(kids) == RUNNER_CHILDREN and victim not in kids:
                 break
             time.sleep(0.1)
-        assert len(kids) == 6 and victim not in kids
+        assert len(kids) == RUNNER_CHILDREN and victim not in kids
         submit_flow(tj.add(2, 2))  # and the runner still works
         deadline = time.monotonic() + 60
         while states(penv) != ["COMPLETED"] and time.monotonic() < deadline:

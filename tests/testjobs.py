@@ -81,10 +81,14 @@ def store_data(a):
 
 
 @job
-def append_line(path, text, after=None):
-    """Record that this job ran (tests count the lines); ``after`` links it to a parent."""
+def append_line(path, text, after=None, seconds=0):
+    """Record that this job ran (tests count the lines); ``after`` links it to a parent;
+    then take ``seconds`` more, as real work would."""
+    import time
+
     with open(path, "a") as f:
         f.write(f"{text}\n")
+    time.sleep(seconds)
     return text
 
 
@@ -100,3 +104,13 @@ def sleep_add(seconds, a=0, b=0):
 def env_vars(*names):
     """The values of some environment variables where the job runs."""
     return {n: os.environ.get(n) for n in names}
+
+
+@job
+def random_draws():
+    """Draws from the global generators (two warm jobs must not draw the same)."""
+    import random
+
+    import numpy
+
+    return {"random": random.random(), "numpy": float(numpy.random.random()), "pid": os.getpid()}

@@ -47,15 +47,27 @@ def resources_of(worker, job: dict):
     return merged
 
 
-def worker_command(worker, run_dir: str, notify=None) -> str:
-    """The command that runs the job; a local job also wakes the monitor when done."""
+def worker_command(worker, run_dir: str, notify=None, warm=None) -> str:
+    """The command that runs the job; a local job also wakes the monitor when done,
+    and a local shell job asks the runner's warm server to start it (``warm``)."""
     import shlex
 
     python = worker.python or (sys.executable if worker.is_local else "python3")
     cmd = f"{python} -m jfr_lib.worker {shlex.quote(run_dir)}"
     if notify:
         cmd += f" --notify {shlex.quote(str(notify))}"
+    if warm:
+        cmd += f" --warm {shlex.quote(str(warm))}"
     return cmd
+
+
+def warm_socket(project, worker):
+    """The warm server's socket for a job of ``worker``, or None when it starts cold."""
+    if worker.is_local and worker.scheduler_type == "shell" and project.runner.warm_start:
+        from jfr_lib.warm import socket_path
+
+        return socket_path(project.base_dir)
+    return None
 
 
 SUBMIT_OUT, SUBMIT_ERR = "jfr_submit.out", "jfr_submit.err"
@@ -91,8 +103,9 @@ def submit(ctx: ActionContext, job: dict) -> None:
         ctx.advance(job, JobState.SUBMITTED, queue_id=recorded)
         return
     notify = fifo_path(ctx.project.base_dir, "monitor") if worker.is_local else None
+    run_job = worker_command(worker, run_dir, notify, warm_socket(ctx.project, worker))
     script = queue.script(
-        worker_command(worker, run_dir, notify), run_dir, resources=resources_of(worker, job),
+        run_job, run_dir, resources=resources_of(worker, job),
         exec_config=exec_config_of(ctx, job), pre_run=worker.pre_run, post_run=worker.post_run,
     )  # fmt: skip
     host.write_text(f"{run_dir}/{SCRIPT_NAME}", script)

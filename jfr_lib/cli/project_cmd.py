@@ -53,6 +53,7 @@ runner:
   heartbeat: 5                 # seconds between beats of the runner lease
   # processes: {{upload: 2, complete: 2}}   # more processes for busy actions
   # queue_poll_interval: 5     # seconds between queue queries (per worker: poll_interval)
+  # warm_start: true           # local shell jobs fork from a process with jobflow loaded
 """
 
 

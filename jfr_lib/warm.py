@@ -1,0 +1,346 @@
+"""Warm starts: local shell jobs fork from a process that has jobflow loaded.
+
+A cold ``python -m jfr_lib.worker`` spends most of a short job importing
+jobflow, maggma and their dependencies. On the runner's own machine the runner
+keeps one more process, the *warm server*, forked from its parent after those
+imports. The job's script still runs as usual (through the shell queue, with
+its exports, modules and pre/post commands); its ``python -m jfr_lib.worker
+RUN_DIR --warm SOCKET`` connects to the server's Unix socket, hands over its
+standard streams, environment, working folder and ``sys.path``, and the server
+forks a process that becomes the job: it takes that environment, runs the job
+exactly as a cold worker would, and reports the exit code back. The client
+stays in the foreground for the queue and relays signals (a ``jfr job stop``
+SIGTERM reaches the job); if the client dies, the job is terminated as if it
+had received SIGTERM.
+
+A job starts warm only when nothing the preloaded modules read at import time
+could differ: same machine, same Python executable, a ``sys.path`` that finds
+every module already loaded in the same file (it may add folders), and the same
+values of the variables in :data:`IMPORT_TIME_VARIABLES` (Python's own, the
+dynamic linker's, thread counts of OpenMP/MKL/OpenBLAS, jobflow's settings...).
+Otherwise, or when the server is not there, the worker starts cold, with the
+reason on its standard error. The global generators of ``random`` and
+``numpy.random`` are reseeded in every job. ``runner.warm_start: false`` turns
+warm starts off.
+
+This module imports only the standard library: the client side runs in the
+job's fresh interpreter, before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+#: Prefixes (and whole names) of environment variables read when modules load.
+IMPORT_TIME_VARIABLES = (
+    "PYTHON", "LD_", "DYLD_", "OMP_", "MKL_", "OPENBLAS_", "GOTO", "KMP_", "NUMEXPR_", "VECLIB_",
+    "BLIS_", "CUDA_", "JOBFLOW_", "MAGGMA_", "MONTY_", "PMG_", "VIRTUAL_ENV", "CONDA_PREFIX", "TZ",
+    "LANG", "LC_",
+)  # fmt: skip
+RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+CONNECT_TIMEOUT = 5.0
+REPLY_TIMEOUT = 30.0
+
+
+def socket_path(base_dir) -> Path:
+    return Path(base_dir) / "wake" / "warm.sock"
+
+
+def _sensitive(env: dict) -> dict:
+    # PYTHONPATH matters only through sys.path, which is checked module by module
+    return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_VARIABLES) and k != "PYTHONPATH"}
+
+
+def _find(name: str, path: list):
+    """Where a fresh interpreter with ``path`` as its sys.path would find module ``name``."""
+    from importlib.machinery import PathFinder
+
+    for finder in sys.meta_path:  # the same ones in the job: same Python, same site-packages
+        if finder is PathFinder:
+            spec = PathFinder.find_spec(name, path)
+        elif hasattr(finder, "find_spec"):
+            spec = finder.find_spec(name, None)  # e.g. an editable install's finder
+        else:
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
+_verdicts = {}  # sys.path with each folder's mtime -> the first loaded module it would find elsewhere
+
+
+def _mtime(entry: str):
+    try:
+        return os.stat(entry or ".").st_mtime_ns
+    except OSError:
+        return None
+
+
+def shadowed(path: list) -> str | None:
+    """A module already loaded here that ``path`` would import from another file, if any.
+
+    A job's ``sys.path`` may add folders (its own code, a PYTHONPATH export);
+    what it must not do is change where jobflow, numpy... come from.
+    """
+    key = tuple((entry, _mtime(entry)) for entry in path)  # a file added to a folder changes its mtime
+    if key not in _verdicts:
+        found = None
+        for name, module in sorted(sys.modules.items()):
+            loaded = getattr(module, "__spec__", None)
+            if "." in name or loaded is None or loaded.name != name or not loaded.has_location:
+                continue  # submodules follow their package, aliases their module; frozen and built-in ones their Python
+            spec = _find(name, list(path))
+            if spec is None or not spec.origin or os.path.realpath(spec.origin) != os.path.realpath(loaded.origin):
+                found = name
+                break
+        _verdicts[key] = found
+    return _verdicts[key]
+
+
+def mismatch(request: dict, env=None, executable=None) -> str | None:
+    """Why a job described by ``request`` cannot fork from this process (None: it can)."""
+    env = os.environ if env is None else env
+    executable = sys.executable if executable is None else executable
+    if request.get("host") != socket.gethostname():
+        return f"the job runs on {request.get('host')}, the runner on {socket.gethostname()}"
+    if os.path.realpath(request.get("executable") or "") != os.path.realpath(executable):
+        return f"the job's Python is {request.get('executable')}, the runner's {executable}"
+    cwd = request.get("cwd") or "/"
+    module = shadowed([entry or cwd for entry in request.get("path") or []])  # "" is the job's folder
+    if module is not None:
+        return f"the job's sys.path would load {module} from another place than the runner's"
+    mine, theirs = _sensitive(env), _sensitive(request.get("env") or {})
+    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if differ:
+        return f"environment variables read at import time differ: {', '.join(differ)}"
+    return None
+
+
+def _read_line(conn: socket.socket, limit: int = 16 * 1024 * 1024) -> dict | None:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+        if len(data) > limit:
+            raise ValueError("message too long")
+    return json.loads(data)
+
+
+def _send(conn: socket.socket, message: dict) -> None:
+    conn.sendall(json.dumps(message).encode() + b"\n")
+
+
+# --- client (the job's own interpreter) ------------------------------------------------
+def run_warm(sock_path: str, argv: list) -> int | None:
+    """Have the warm server run the worker with ``argv``; its exit code, or None to start cold."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(CONNECT_TIMEOUT)
+    try:
+        conn.connect(sock_path)
+    except OSError as exc:
+        print(f"jfr worker: starting cold: no warm server at {sock_path} ({exc.strerror})", file=sys.stderr)
+        conn.close()
+        return None
+    try:
+        request = {"host": socket.gethostname(), "executable": sys.executable, "path": sys.path,
+                   "env": dict(os.environ), "cwd": os.getcwd(), "argv": list(argv)}  # fmt: skip
+        sys.stdout.flush()
+        sys.stderr.flush()
+        socket.send_fds(conn, [b"J"], [0, 1, 2])
+        _send(conn, request)
+        conn.settimeout(REPLY_TIMEOUT)
+        reply = _read_line(conn)
+    except (OSError, ValueError) as exc:
+        print(f"jfr worker: starting cold: the warm server did not answer ({exc})", file=sys.stderr)
+        conn.close()
+        return None
+    if not reply or "pid" not in reply:
+        reason = (reply or {}).get("refused", "the warm server closed the connection")
+        print(f"jfr worker: starting cold: {reason}", file=sys.stderr)
+        conn.close()
+        return None
+    pid = int(reply["pid"])
+
+    def relay(signum, frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in RELAYED_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+            signal.signal(signum, relay)
+    conn.settimeout(None)  # the job may run for days
+    try:
+        done = _read_line(conn)
+    except (OSError, ValueError):
+        done = None
+    finally:
+        conn.close()
+    if not done or "exit" not in done:
+        print(f"jfr worker: the job's process {pid} ended without reporting", file=sys.stderr)
+        return 1
+    return int(done["exit"])
+
+
+# --- server (a child of the runner) ------------------------------------------------------
+def _peer_uid(conn: socket.socket) -> int | None:
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    import struct
+
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def serve(project, stop_flag, log) -> None:
+    """Accept job hand-overs until ``stop_flag()``; fork one process per job."""
+    import select
+
+    path = socket_path(project.base_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)  # only this user may connect
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(path))
+    except OSError as exc:  # e.g. a path longer than the 107 bytes a socket name may have
+        log.warning("warm starts are off: cannot listen on %s (%s)", path, exc)
+        listener.close()
+        while not stop_flag():
+            select.select([], [], [], 1.0)
+        return
+    listener.listen(16)
+    log.info("warm server listening on %s", path)
+    try:
+        while not stop_flag():
+            _reap()
+            ready, _, _ = select.select([listener], [], [], 0.5)
+            if ready:
+                conn, _ = listener.accept()
+                try:
+                    _hand_over(listener, conn, log)
+                finally:
+                    conn.close()
+    finally:
+        listener.close()
+        try:
+            if os.stat(path).st_ino == os.fstat(listener.fileno()).st_ino:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _hand_over(listener, conn, log) -> None:
+    fds = []
+    try:
+        conn.settimeout(CONNECT_TIMEOUT)
+        uid = _peer_uid(conn)
+        if uid is not None and uid != os.getuid():
+            log.warning("warm server: refused a connection from uid %d", uid)
+            return
+        _, fds, _, _ = socket.recv_fds(conn, 1, 3)
+        request = _read_line(conn)
+        if request is None or len(fds) != 3:
+            return
+        reason = mismatch(request)
+        if reason:
+            _send(conn, {"refused": reason})
+            return
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                listener.close()
+                code = _become_job(conn, fds, request)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()  # on the job's standard error when it got that far
+            finally:
+                os._exit(code)
+        log.debug("warm start of %s as pid %d", request.get("argv"), pid)
+    except (OSError, ValueError) as exc:
+        log.warning("warm server: a hand-over failed: %s", exc)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _become_job(conn: socket.socket, fds: list, request: dict) -> int:
+    """In the forked process: take on the job's environment and run the worker."""
+    import importlib
+    import logging
+    import random
+    import threading
+
+    from jfr_lib.runner import name_process
+
+    os.setsid()  # out of the runner's session: its terminal and signals are not the job's
+    name_process("jfr-job")
+    for signum in (*RELAYED_SIGNALS, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL if signum != signal.SIGPIPE else signal.SIG_IGN)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    logging.root.handlers.clear()  # the runner's log file is not the job's
+    logging.root.setLevel(logging.WARNING)
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.path[:] = request["path"]
+    importlib.invalidate_caches()
+    os.chdir(request["cwd"])
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    conn.settimeout(None)
+    _send(conn, {"pid": os.getpid()})
+
+    finished = threading.Event()
+
+    def watch_client():
+        try:
+            while conn.recv(1):
+                pass
+        except OSError:
+            pass
+        if not finished.is_set():  # the job's script is gone: stop as a cancelled job would
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    from jfr_lib import worker
+
+    worker.STARTED_WARM = True
+    sys.argv = [worker.__file__, *request["argv"]]
+    threading.Thread(target=watch_client, daemon=True).start()
+    code = worker.main(request["argv"])
+    finished.set()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _send(conn, {"exit": code})
+    return code

@@ -1,0 +1,145 @@
+"""Warm starts of local shell jobs: the job forks from the runner's warm server,
+in its own environment, and still stops, fails and reports like a cold one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from jobflow import Flow
+
+from jfr_lib import set_run_config, submit_flow
+from jfr_lib.warm import mismatch, shadowed
+
+import testjobs as tj
+from conftest import gone, wait_for
+
+
+def request(**changes) -> dict:
+    """What a client on this machine, with this Python and environment, would send."""
+    base = {"host": socket.gethostname(), "executable": sys.executable, "path": ["/run/dir", *sys.path[1:]],
+            "env": dict(os.environ), "cwd": "/run/dir", "argv": ["/run/dir"]}  # fmt: skip
+    return {**base, **changes}
+
+
+def test_mismatch_names_what_would_differ(tmp_path):
+    assert mismatch(request()) is None
+    assert mismatch(request(env={**os.environ, "JFR_SOMETHING": "x", "PATH": "/elsewhere"})) is None
+    assert mismatch(request(path=[str(tmp_path), *sys.path])) is None  # an added folder is fine
+    assert mismatch(request(env={**os.environ, "PYTHONPATH": str(tmp_path)})) is None  # judged by sys.path
+
+    assert "runs on other-host" in mismatch(request(host="other-host"))
+    assert "Python is /opt/other/python3" in mismatch(request(executable="/opt/other/python3"))
+    why = mismatch(request(env={**os.environ, "OMP_NUM_THREADS": "3", "LD_PRELOAD": "/x.so"}))
+    assert why == "environment variables read at import time differ: LD_PRELOAD, OMP_NUM_THREADS"
+    (tmp_path / "json").mkdir()  # a package that would hide the loaded standard json module
+    (tmp_path / "json" / "__init__.py").write_text("")
+    assert shadowed([str(tmp_path), *sys.path]) == "json"
+    assert "would load json from another place" in mismatch(request(path=[str(tmp_path), *sys.path]))
+
+
+def run_info(job: dict) -> tuple:
+    """(the run folder's jfr_out.json, its queue.err)."""
+    folder = Path(job["run_dir"])
+    out = json.loads((folder / "jfr_out.json").read_text()) if (folder / "jfr_out.json").exists() else None
+    err = (folder / "queue.err").read_text() if (folder / "queue.err").exists() else ""
+    return out, err
+
+
+@pytest.mark.e2e
+def test_jobs_start_warm_in_their_own_environment(penv):
+    penv.write(penv.path.read_text().replace(
+        "exec_config:\n", "exec_config:\n  threads:\n    export:\n      OMP_NUM_THREADS: '3'\n"))  # fmt: skip
+    first, second = tj.random_draws(), tj.random_draws()
+    exported = tj.env_vars("JFR_TEST_VAR", "OMP_NUM_THREADS")
+    threads = tj.env_vars("OMP_NUM_THREADS")
+    flow = Flow([first, second, exported, threads, tj.add(first.output["random"], 1)])
+    set_run_config(exported, exec_config="with_env")
+    set_run_config(threads, exec_config="threads")
+    submit_flow(flow)
+    penv.run_until_idle()
+    jobs = {j["uuid"]: j for j in penv.jobs()}
+    assert {j["state"] for j in jobs.values()} == {"COMPLETED"}
+    started = {uuid: j.get("started") for uuid, j in jobs.items()}
+    assert started.pop(threads.uuid) == "cold"
+    assert set(started.values()) == {"warm"}
+
+    a, b = penv.output(jobs[first.uuid]), penv.output(jobs[second.uuid])
+    assert a["pid"] != b["pid"]
+    assert a["random"] != b["random"] and a["numpy"] != b["numpy"]  # generators reseeded per job
+    assert penv.output(jobs[exported.uuid]) == {"JFR_TEST_VAR": "from-exec-config", "OMP_NUM_THREADS": None}
+    assert penv.output(jobs[threads.uuid]) == {"OMP_NUM_THREADS": "3"}
+    _, err = run_info(jobs[threads.uuid])
+    assert "starting cold: environment variables read at import time differ: OMP_NUM_THREADS" in err
+    assert run_info(jobs[exported.uuid])[1] == ""  # a warm start says nothing
+
+
+@pytest.mark.e2e
+def test_warm_start_can_be_turned_off(penv):
+    penv.write(runner={"warm_start": "false"})
+    submit_flow(tj.add(1, 2))
+    penv.run_until_idle()
+    (job,) = penv.jobs()
+    assert job["state"] == "COMPLETED" and job["started"] == "cold"
+    assert "--warm" not in (Path(job["run_dir"]) / "submit.sh").read_text()
+
+
+def started_pid(penv) -> int:
+    """The pid of the job's own process, from its started marker, once it runs."""
+
+    def find():
+        for job in penv.jobs():
+            marker = Path(job.get("run_dir") or "/nonexistent") / "jfr_started"
+            if marker.exists() and marker.read_text().strip():
+                return int(marker.read_text().split()[1])
+        return None
+
+    return wait_for(find, 60, message="the job to start")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("warm", [True, False])
+def test_job_stop_terminates_the_job_itself(penv, warm):
+    penv.write(runner={"warm_start": str(warm).lower()})
+    submit_flow(tj.sleep_add(300, 1, 1))
+    with penv.start_runner():
+        pid = started_pid(penv)
+        wait_for(lambda: penv.jobs()[0]["state"] == "RUNNING" and not penv.jobs()[0].get("lock_id"), 30,
+                 message="RUNNING and unlocked")  # fmt: skip
+        code, out, _ = penv.jfr("job", "stop", "1")
+        assert code == 0
+        wait_for(lambda: gone(pid), 20, message="the job's process to end")
+        (job,) = penv.jobs()
+        assert job["state"] == "USER_STOPPED"
+        out, _ = wait_for(lambda: run_info(job)[0] and run_info(job), 20, message="jfr_out.json")
+        assert out["state"] == "FAILED" and "terminated by signal 15" in out["error"]
+        assert out["started"] == ("warm" if warm else "cold")
+
+
+@pytest.mark.e2e
+def test_a_killed_script_terminates_its_warm_job(penv):
+    submit_flow(tj.sleep_add(300, 1, 1))
+    with penv.start_runner():
+        pid = started_pid(penv)
+        (job,) = penv.jobs()
+
+        def client():
+            for entry in os.listdir("/proc"):
+                try:
+                    cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if b"--warm" in cmd and job["run_dir"].encode() in cmd:
+                    return int(entry)
+            return None
+
+        os.kill(wait_for(client, 10, message="the job's script"), signal.SIGKILL)
+        wait_for(lambda: gone(pid), 20, message="the job's process to end")
+        job = wait_for(lambda: penv.jobs()[0]["state"] == "FAILED" and penv.jobs()[0], 60, message="FAILED")
+        assert "terminated by signal 15" in job["error"]
+        assert run_info(job)[0]["started"] == "warm"
