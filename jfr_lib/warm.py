@@ -90,6 +90,8 @@ def shadowed(path: list) -> str | None:
     """
     key = tuple((entry, _mtime(entry)) for entry in path)  # a file added to a folder changes its mtime
     if key not in _verdicts:
+        if len(_verdicts) >= 64:
+            _verdicts.clear()
         found = None
         for name, module in sorted(sys.modules.items()):
             loaded = getattr(module, "__spec__", None)
@@ -103,6 +105,20 @@ def shadowed(path: list) -> str | None:
     return _verdicts[key]
 
 
+def _module_files(folder: str) -> str | None:
+    """A loaded top-level module that a file or folder in ``folder`` could hide, if any."""
+    from importlib.machinery import all_suffixes
+
+    suffixes = tuple(all_suffixes())
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return None
+    names = {e.name.split(".")[0] for e in entries if e.name.endswith(suffixes) or e.is_dir()}
+    hits = sorted(n for n in names if n in sys.modules)
+    return hits[0] if hits else None
+
+
 def mismatch(request: dict, env=None, executable=None) -> str | None:
     """Why a job described by ``request`` cannot fork from this process (None: it can)."""
     env = os.environ if env is None else env
@@ -112,7 +128,9 @@ def mismatch(request: dict, env=None, executable=None) -> str | None:
     if os.path.realpath(request.get("executable") or "") != os.path.realpath(executable):
         return f"the job's Python is {request.get('executable')}, the runner's {executable}"
     cwd = request.get("cwd") or "/"
-    module = shadowed([entry or cwd for entry in request.get("path") or []])  # "" is the job's folder
+    path = [entry or cwd for entry in request.get("path") or []]  # "" is the job's folder
+    # the job's folder differs for every job: look into it instead of caching a verdict on it
+    module = (_module_files(cwd) if cwd in path else None) or shadowed([p for p in path if p != cwd])
     if module is not None:
         return f"the job's sys.path would load {module} from another place than the runner's"
     mine, theirs = _sensitive(env), _sensitive(request.get("env") or {})

@@ -143,3 +143,13 @@ def test_a_killed_script_terminates_its_warm_job(penv):
         job = wait_for(lambda: penv.jobs()[0]["state"] == "FAILED" and penv.jobs()[0], 60, message="FAILED")
         assert "terminated by signal 15" in job["error"]
         assert run_info(job)[0]["started"] == "warm"
+
+
+def test_the_jobs_own_folder_is_looked_into(tmp_path):
+    run_dir = str(tmp_path)
+    for name in ("jfr_in.json", "queue.out", "queue.err", "submit.sh"):  # what a run folder holds
+        (tmp_path / name).write_text("")
+    assert mismatch(request(path=[run_dir, *sys.path[1:]], cwd=run_dir)) is None
+    assert mismatch(request(path=["", *sys.path[1:]], cwd=run_dir)) is None
+    (tmp_path / "queue.py").write_text("")  # would hide the standard queue module
+    assert "would load queue from another place" in mismatch(request(path=["", *sys.path[1:]], cwd=run_dir))
