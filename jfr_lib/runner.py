@@ -169,12 +169,13 @@ class Runner:
             signal.signal(signal.SIGTERM, on_term)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            status = status_dir(self.project) / f"{action}-{index}.json"
             if action == "warm":
                 from jfr_lib.warm import serve
 
-                serve(self.project, lambda: stop["now"] or os.getppid() != parent, logging.getLogger("jfr.warm"))
+                serve(self.project, lambda: stop["now"] or os.getppid() != parent,
+                      logging.getLogger("jfr.warm"), status_file=status)  # fmt: skip
                 return
-            status = status_dir(self.project) / f"{action}-{index}.json"
             run_action(self.project, action, self.once,
                        lambda: stop["now"] or os.getppid() != parent,
                        lock_id=self.lock_for(action, index, os.getpid()), status_file=status)  # fmt: skip

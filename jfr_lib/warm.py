@@ -219,7 +219,24 @@ def _peer_uid(conn: socket.socket) -> int | None:
     return struct.unpack("3i", creds)[1]
 
 
-def serve(project, stop_flag, log) -> None:
+def _write_status(status_file, state: str, jobs: int) -> None:
+    """What ``jfr runner info`` shows for this process."""
+    if status_file is None:
+        return
+    from datetime import datetime, timezone
+
+    data = {"pid": os.getpid(), "action": "warm", "state": state, "jobs": jobs,
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+    try:
+        tmp = f"{status_file}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, status_file)
+    except OSError:
+        pass
+
+
+def serve(project, stop_flag, log, status_file=None) -> None:
     """Accept job hand-overs until ``stop_flag()``; fork one process per job."""
     import select
 
@@ -235,12 +252,15 @@ def serve(project, stop_flag, log) -> None:
         listener.bind(str(path))
     except OSError as exc:  # e.g. a path longer than the 107 bytes a socket name may have
         log.warning("warm starts are off: cannot listen on %s (%s)", path, exc)
+        _write_status(status_file, "off", 0)
         listener.close()
         while not stop_flag():
             select.select([], [], [], 1.0)
         return
     listener.listen(16)
     log.info("warm server listening on %s", path)
+    started = 0
+    _write_status(status_file, "listening", started)
     try:
         while not stop_flag():
             _reap()
@@ -248,9 +268,10 @@ def serve(project, stop_flag, log) -> None:
             if ready:
                 conn, _ = listener.accept()
                 try:
-                    _hand_over(listener, conn, log)
+                    started += _hand_over(listener, conn, log)
                 finally:
                     conn.close()
+                _write_status(status_file, "listening", started)
     finally:
         listener.close()
         try:
@@ -270,22 +291,23 @@ def _reap() -> None:
             return
 
 
-def _hand_over(listener, conn, log) -> None:
+def _hand_over(listener, conn, log) -> int:
+    """Serve one connection; 1 when a job was forked, else 0."""
     fds = []
     try:
         conn.settimeout(CONNECT_TIMEOUT)
         uid = _peer_uid(conn)
         if uid is not None and uid != os.getuid():
             log.warning("warm server: refused a connection from uid %d", uid)
-            return
+            return 0
         _, fds, _, _ = socket.recv_fds(conn, 1, 3)
         request = _read_line(conn)
         if request is None or len(fds) != 3:
-            return
+            return 0
         reason = mismatch(request)
         if reason:
             _send(conn, {"refused": reason})
-            return
+            return 0
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -299,8 +321,10 @@ def _hand_over(listener, conn, log) -> None:
             finally:
                 os._exit(code)
         log.debug("warm start of %s as pid %d", request.get("argv"), pid)
+        return 1
     except (OSError, ValueError) as exc:
         log.warning("warm server: a hand-over failed: %s", exc)
+        return 0
     finally:
         for fd in fds:
             os.close(fd)

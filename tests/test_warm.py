@@ -111,6 +111,12 @@ def test_job_stop_terminates_the_job_itself(penv, warm):
         pid = started_pid(penv)
         wait_for(lambda: penv.jobs()[0]["state"] == "RUNNING" and not penv.jobs()[0].get("lock_id"), 30,
                  message="RUNNING and unlocked")  # fmt: skip
+        if warm:  # `jfr runner info` shows the warm server and what it started
+            def warm_server():
+                info = json.loads(penv.jfr("runner", "info", "--json")[1])
+                return [c for c in info["children"] if c["action"] == "warm" and c.get("jobs") == 1]
+
+            assert wait_for(warm_server, 10, message="the warm server in runner info")[0]["state"] == "listening"
         code, out, _ = penv.jfr("job", "stop", "1")
         assert code == 0
         wait_for(lambda: gone(pid), 20, message="the job's process to end")

@@ -146,6 +146,8 @@ def run_info(args) -> int:
             print(f"{key:<14} {data[key]}{suffix}")
     for child in data.get("children", []):
         doing = f"job {child['job']}" if child.get("job") else child.get("state", "")
+        if child.get("jobs") is not None:  # the warm server
+            doing += f" ({child['jobs']} jobs started warm)"
         print(f"  {child['action']}[{child['index']}] pid {child['pid']}: {doing} since {child.get('since', '-')}")
     return 0
 
