@@ -379,6 +379,9 @@ def _become_job(conn: socket.socket, fds: list, request: dict) -> int:
 
     worker.STARTED_WARM = True
     sys.argv = [worker.__file__, *request["argv"]]
+    # as under `python -m jfr_lib.worker`: the runner's own script is not the job's main module
+    # (multiprocessing's spawn method re-imports the main module in its processes)
+    sys.modules["__main__"] = worker
     threading.Thread(target=watch_client, daemon=True).start()
     code = worker.main(request["argv"])
     finished.set()

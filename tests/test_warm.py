@@ -58,7 +58,8 @@ def test_jobs_start_warm_in_their_own_environment(penv):
     first, second = tj.random_draws(), tj.random_draws()
     exported = tj.env_vars("JFR_TEST_VAR", "OMP_NUM_THREADS")
     threads = tj.env_vars("OMP_NUM_THREADS")
-    flow = Flow([first, second, exported, threads, tj.add(first.output["random"], 1)])
+    square = tj.spawn_square(7)  # multiprocessing's spawn method works from a warm job
+    flow = Flow([first, second, exported, threads, square, tj.add(first.output["random"], 1)])
     set_run_config(exported, exec_config="with_env")
     set_run_config(threads, exec_config="threads")
     submit_flow(flow)
@@ -74,6 +75,7 @@ def test_jobs_start_warm_in_their_own_environment(penv):
     assert a["random"] != b["random"] and a["numpy"] != b["numpy"]  # generators reseeded per job
     assert penv.output(jobs[exported.uuid]) == {"JFR_TEST_VAR": "from-exec-config", "OMP_NUM_THREADS": None}
     assert penv.output(jobs[threads.uuid]) == {"OMP_NUM_THREADS": "3"}
+    assert penv.output(jobs[square.uuid]) == 49
     _, err = run_info(jobs[threads.uuid])
     assert "starting cold: environment variables read at import time differ: OMP_NUM_THREADS" in err
     assert run_info(jobs[exported.uuid])[1] == ""  # a warm start says nothing

@@ -114,3 +114,12 @@ def random_draws():
     import numpy
 
     return {"random": random.random(), "numpy": float(numpy.random.random()), "pid": os.getpid()}
+
+
+@job
+def spawn_square(x):
+    """Squares ``x`` in a process started with multiprocessing's spawn method."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(pow, (x, 2))
