@@ -220,7 +220,10 @@ class QueueAdapter:
             # the job is the script's child: TERM it too (the worker then writes why it
             # stopped), rather than SIGKILL the script alone and leave the job running
             pid = int(queue_id)
-            return f"{{ pkill -TERM -P {pid} || true; }} 2>/dev/null; kill -TERM {pid}"
+            children = (f"if command -v pkill >/dev/null; then pkill -TERM -P {pid}; "
+                        f"else for s in /proc/[0-9]*/stat; do read -r c _ _ pp _ < \"$s\" && "
+                        f"[ \"$pp\" = {pid} ] && kill -TERM \"$c\"; done; fi")  # fmt: skip
+            return f"{{ {children}; }} 2>/dev/null; kill -TERM {pid}"
         return self.io.get_cancel_cmd(str(queue_id))
 
 

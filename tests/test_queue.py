@@ -112,3 +112,27 @@ def test_sge_accounting_tells_time_limit_and_cancel():
     assert q.parse_detail(0, (DATA / "sge" / "qacct_h_rt.txt").read_text(), "") == "TIMEOUT"
     assert q.parse_detail(0, (DATA / "sge" / "qacct_qdel.txt").read_text(), "") == "CANCELLED"
     assert q.parse_detail(1, "", "error: job id 99 not found") is None
+
+
+@pytest.mark.parametrize("path", ["/usr/bin:/bin", "/nonexistent"], ids=["pkill", "proc-walk"])
+def test_shell_cancel_terminates_the_script_and_the_job_it_runs(path):
+    """`jfr job stop` of a shell job: the script's children (the worker) get SIGTERM too,
+    with pkill or, where it is missing, by walking /proc from the shell."""
+    import os
+    import signal
+    import subprocess
+
+    from conftest import children_of, gone, wait_for
+
+    script = subprocess.Popen(["bash", "-c", "sleep 300; true"], start_new_session=True)
+    try:
+        (job,) = wait_for(lambda: children_of(script.pid), 10, message="the job process")
+        cancel = QueueAdapter("shell").cancel_command(str(script.pid))
+        result = subprocess.run(["/bin/bash", "-c", cancel], env={"PATH": path}, timeout=10)
+        assert result.returncode == 0
+        wait_for(lambda: gone(job), 10, message="the job process to end")
+        script.wait(timeout=10)  # TERMed, or already finished once its job was gone
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+            script.wait()
