@@ -48,7 +48,26 @@ REPLY_TIMEOUT = 30.0
 
 
 def socket_path(base_dir) -> Path:
-    return Path(base_dir) / "wake" / "warm.sock"
+    """The server's socket: in the data folder, or, when that path is too long for a
+    socket name (about 100 bytes), in a private folder of this user under the temporary folder."""
+    path = Path(base_dir) / "wake" / "warm.sock"
+    if len(os.fsencode(path)) <= 100:
+        return path
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(os.fsencode(Path(base_dir).resolve())).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"jfr-{os.getuid()}" / f"{digest}.sock"
+
+
+def _private_folder(folder: Path) -> str | None:
+    """Create ``folder`` for this user only; why it cannot be used, if so."""
+    folder.mkdir(parents=True, exist_ok=True)
+    st = os.lstat(folder)
+    if st.st_uid != os.getuid() or not os.path.isdir(folder) or os.path.islink(folder):
+        return f"{folder} belongs to someone else"
+    os.chmod(folder, 0o700)  # only this user may connect
+    return None
 
 
 def _sensitive(env: dict) -> dict:
@@ -241,16 +260,17 @@ def serve(project, stop_flag, log, status_file=None) -> None:
     import select
 
     path = socket_path(project.base_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)  # only this user may connect
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        problem = _private_folder(path.parent)
+        if problem:
+            raise OSError(problem)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
         listener.bind(str(path))
-    except OSError as exc:  # e.g. a path longer than the 107 bytes a socket name may have
+    except OSError as exc:
         log.warning("warm starts are off: cannot listen on %s (%s)", path, exc)
         _write_status(status_file, "off", 0)
         listener.close()

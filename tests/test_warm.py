@@ -14,7 +14,7 @@ import pytest
 from jobflow import Flow
 
 from jfr_lib import set_run_config, submit_flow
-from jfr_lib.warm import mismatch, shadowed
+from jfr_lib.warm import mismatch, shadowed, socket_path
 
 import testjobs as tj
 from conftest import gone, wait_for
@@ -161,3 +161,20 @@ def test_the_jobs_own_folder_is_looked_into(tmp_path):
     assert mismatch(request(path=["", *sys.path[1:]], cwd=run_dir)) is None
     (tmp_path / "queue.py").write_text("")  # would hide the standard queue module
     assert "would load queue from another place" in mismatch(request(path=["", *sys.path[1:]], cwd=run_dir))
+
+
+def test_a_long_data_folder_gets_a_short_private_socket(tmp_path):
+    assert socket_path(tmp_path) == tmp_path / "wake" / "warm.sock"
+    path = socket_path(tmp_path / ("d" * 90))  # too long for a socket name
+    assert len(os.fsencode(path)) <= 100 and path.parent.name == f"jfr-{os.getuid()}"
+    assert socket_path(tmp_path / ("d" * 90)) == path != socket_path(tmp_path / ("e" * 90))
+
+
+@pytest.mark.e2e
+def test_a_long_data_folder_still_starts_warm(penv):
+    penv.write(penv.path.read_text().replace(f"base_dir: {penv.base}", f"base_dir: {penv.root / ('d' * 90)}"))
+    submit_flow(tj.add(1, 2))
+    penv.run_until_idle()
+    (job,) = penv.jobs()
+    assert job["state"] == "COMPLETED" and job["started"] == "warm"
+    assert (socket_path(penv.project.base_dir).parent.stat().st_mode & 0o777) == 0o700
