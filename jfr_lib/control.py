@@ -90,30 +90,51 @@ STOPPABLE = (JobState.WAITING, JobState.READY, JobState.PAUSED, JobState.CHECKED
 
 
 def stop(db, project, job: dict) -> dict:
-    """Stop a job: cancel it in its queue when it was submitted; USER_STOPPED."""
+    """Stop a job: cancel it in its queue when it was submitted; USER_STOPPED.
+
+    A submitted job is locked while it is cancelled, so the runner, seeing it
+    end, does not complete it as FAILED under our feet.
+    """
     if job["state"] not in [str(s) for s in STOPPABLE]:
         raise _refuse(job, "stopped", STOPPABLE)
     if job.get("lock_id"):
         raise _refuse(job, "stopped", STOPPABLE)
-    if job["state"] in (str(JobState.SUBMITTED), str(JobState.RUNNING)) and job.get("queue_id"):
-        from jfr_lib.errors import QueueError
-        from jfr_lib.hosts import get_host
-        from jfr_lib.queue import QueueAdapter
-
-        worker = project.worker(job["worker"])
-        host = get_host(worker)
-        try:
-            result = host.run(QueueAdapter(worker.scheduler_type).cancel_command(job["queue_id"]))
-        finally:
-            host.close()
-        if result.exit_code != 0:
-            raise QueueError(f"cancelling queue job {job['queue_id']} failed: "
-                             f"{(result.stderr or result.stdout).strip()[-300:]}")  # fmt: skip
     changes = {"state": str(JobState.USER_STOPPED), "previous_state": job["state"]}
-    if not db.update_job(job["db_id"], changes, state=job["state"], lock_id=None):
+    if job["state"] in (str(JobState.SUBMITTED), str(JobState.RUNNING)) and job.get("queue_id"):
+        import os
+        import socket
+        import time
+
+        lock = f"user-stop:{socket.gethostname()}:{os.getpid()}"
+        if not db.update_job(job["db_id"], {"lock_id": lock, "lock_time": time.time()},
+                             state=job["state"], lock_id=None):  # fmt: skip
+            raise _refuse(db.get_job(db_id=job["db_id"]), "stopped", STOPPABLE)
+        try:
+            _cancel(project, job)
+        except BaseException:
+            db.update_job(job["db_id"], {"lock_id": None, "lock_time": None}, lock_id=lock)
+            raise
+        db.update_job(job["db_id"], {**changes, "lock_id": None, "lock_time": None}, lock_id=lock)
+    elif not db.update_job(job["db_id"], changes, state=job["state"], lock_id=None):
         raise _refuse(db.get_job(db_id=job["db_id"]), "stopped", STOPPABLE)
     db.refresh_flow_state(job["flow_uuid"])
     return {**job, **changes}
+
+
+def _cancel(project, job: dict) -> None:
+    from jfr_lib.errors import QueueError
+    from jfr_lib.hosts import get_host
+    from jfr_lib.queue import QueueAdapter
+
+    worker = project.worker(job["worker"])
+    host = get_host(worker)
+    try:
+        result = host.run(QueueAdapter(worker.scheduler_type).cancel_command(job["queue_id"]))
+    finally:
+        host.close()
+    if result.exit_code != 0:
+        raise QueueError(f"cancelling queue job {job['queue_id']} failed: "
+                         f"{(result.stderr or result.stdout).strip()[-300:]}")  # fmt: skip
 
 
 RERUNNABLE = (JobState.FAILED, JobState.REMOTE_ERROR, JobState.STOPPED, JobState.USER_STOPPED)
