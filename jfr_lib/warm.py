@@ -138,10 +138,9 @@ def _module_files(folder: str) -> str | None:
     return hits[0] if hits else None
 
 
-def mismatch(request: dict, env=None, executable=None) -> str | None:
+def mismatch(request: dict) -> str | None:
     """Why a job described by ``request`` cannot fork from this process (None: it can)."""
-    env = os.environ if env is None else env
-    executable = sys.executable if executable is None else executable
+    env, executable = os.environ, sys.executable
     if request.get("host") != socket.gethostname():
         return f"the job runs on {request.get('host')}, the runner on {socket.gethostname()}"
     if os.path.realpath(request.get("executable") or "") != os.path.realpath(executable):

@@ -154,6 +154,8 @@ def test_a_killed_script_terminates_its_warm_job(penv):
 
 
 def test_the_jobs_own_folder_is_looked_into(tmp_path):
+    import queue  # noqa: F401  (loaded, as in the runner: a queue.py beside the job would hide it)
+
     run_dir = str(tmp_path)
     for name in ("jfr_in.json", "queue.out", "queue.err", "submit.sh"):  # what a run folder holds
         (tmp_path / name).write_text("")
