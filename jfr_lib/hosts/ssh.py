@@ -211,13 +211,19 @@ class SSHHost(Host):
         # stdin from /dev/null: a job the command leaves in the background must not hold the channel
         full = f"{shell} {'-l ' if self.worker.login_shell else ''}-c {shlex.quote(command)} < /dev/null"
         conn = self._connection()
+        limit = timeout or self.timeout
+        started = time.monotonic()
         try:
-            result = conn.run(full, hide=True, warn=True, timeout=timeout or self.timeout, pty=False)
+            result = conn.run(full, hide=True, warn=True, timeout=limit, pty=False)
+            # under load invoke may return the killed command's result instead of raising
+            timed_out = time.monotonic() - started >= limit and result.exited != 0
         except CommandTimedOut:
-            self.close()
-            raise HostError(f"{self.label}: command timed out after {timeout or self.timeout:g} s: {command}") from None
+            timed_out = True
         except Exception as exc:
             raise self._dropped(exc, f"command failed ({command})") from None
+        if timed_out:
+            self.close()
+            raise HostError(f"{self.label}: command timed out after {limit:g} s: {command}")
         return RunResult(result.exited, result.stdout, result.stderr)
 
     def home(self) -> str:
