@@ -3,12 +3,12 @@
 The public Python API is imported lazily, so ``import jfr_lib`` (and the
 command line) stays fast::
 
-    from jfr_lib import submit_flow, set_run_config, get_jobstore
+    from jfr_lib import submit_flow, set_run_config, get_jobstore, ExecutionConfig
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["submit_flow", "set_run_config", "get_jobstore", "load_project", "__version__"]
+__all__ = ["submit_flow", "set_run_config", "get_jobstore", "load_project", "ExecutionConfig", "__version__"]
 
 
 def __getattr__(name):
@@ -20,6 +20,10 @@ def __getattr__(name):
         from jfr_lib.jobstore import get_jobstore
 
         return get_jobstore
+    if name == "ExecutionConfig":  # the fields of jobflow-remote's class of that name
+        from jfr_lib.config import ExecConfig
+
+        return ExecConfig
     if name == "load_project":
         from jfr_lib.config import load_project
 

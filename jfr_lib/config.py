@@ -32,7 +32,11 @@ def _doc(text: str, default=None, **kwargs):
 
 @dataclass
 class ExecConfig:
-    """How to prepare the environment of a job (``exec_config.<NAME>``)."""
+    """How to prepare the environment of a job (``exec_config.<NAME>``).
+
+    Also public as ``jfr_lib.ExecutionConfig``, with the fields of jobflow-remote's
+    class of that name, to pass to ``submit_flow`` or ``set_run_config``.
+    """
 
     name: str = _doc("name of this execution configuration", "")
     modules: list = _doc("environment modules loaded with `module load`", list)

@@ -18,7 +18,8 @@ def _label(job: dict) -> str:
     return f"job {job['db_id']} ({job['name']})"
 
 
-def _refuse(job: dict, verb: str, allowed) -> StateError:
+def refuse(job: dict, verb: str, allowed) -> StateError:
+    """The error for a job whose state (or the runner's lock) forbids ``verb``."""
     names = ", ".join(str(s) for s in allowed)
     if job.get("lock_id") and job["state"] in [str(s) for s in allowed]:
         return StateError(f"{_label(job)} is being worked on by the runner; try again")
@@ -28,24 +29,24 @@ def _refuse(job: dict, verb: str, allowed) -> StateError:
 def retry(db, job: dict) -> dict:
     """Put a REMOTE_ERROR job back in the state where its step failed."""
     if job["state"] != str(JobState.REMOTE_ERROR):
-        raise _refuse(job, "retried", [JobState.REMOTE_ERROR])
+        raise refuse(job, "retried", [JobState.REMOTE_ERROR])
     back = job.get("previous_state") or str(JobState.READY)
     changes = {"state": back, "previous_state": job["state"], "step_attempts": 0,
                "retry_time": None, "error": None, "traceback": None}  # fmt: skip
     if not db.update_job(job["db_id"], changes, state=job["state"], lock_id=None):
-        raise _refuse(db.get_job(db_id=job["db_id"]), "retried", [JobState.REMOTE_ERROR])
+        raise refuse(db.get_job(db_id=job["db_id"]), "retried", [JobState.REMOTE_ERROR])
     db.refresh_flow_state(job["flow_uuid"])
-    _wake(db, back)
+    wake(db, back)
     return {**job, **changes}
 
 
 def pause(db, job: dict) -> dict:
     """Hold a WAITING or READY job: the runner will not check it out."""
     if job["state"] not in [str(s) for s in PAUSABLE]:
-        raise _refuse(job, "paused", PAUSABLE)
+        raise refuse(job, "paused", PAUSABLE)
     changes = {"state": str(JobState.PAUSED), "previous_state": job["state"]}
     if not db.update_job(job["db_id"], changes, state=job["state"], lock_id=None):
-        raise _refuse(db.get_job(db_id=job["db_id"]), "paused", PAUSABLE)
+        raise refuse(db.get_job(db_id=job["db_id"]), "paused", PAUSABLE)
     db.refresh_flow_state(job["flow_uuid"])
     return {**job, **changes}
 
@@ -55,26 +56,26 @@ def resume(db, job: dict) -> dict:
     from jfr_lib.dependencies import ready_to_run
 
     if job["state"] != str(JobState.PAUSED):
-        raise _refuse(job, "resumed", [JobState.PAUSED])
+        raise refuse(job, "resumed", [JobState.PAUSED])
     target = JobState.READY if ready_to_run(db, job) else JobState.WAITING
     changes = {"state": str(target), "previous_state": job["state"]}
     if not db.update_job(job["db_id"], changes, state=job["state"], lock_id=None):
-        raise _refuse(db.get_job(db_id=job["db_id"]), "resumed", [JobState.PAUSED])
+        raise refuse(db.get_job(db_id=job["db_id"]), "resumed", [JobState.PAUSED])
     db.refresh_flow_state(job["flow_uuid"])
-    _wake(db, changes["state"])
+    wake(db, changes["state"])
     return {**job, **changes}
 
 
 def set_priority(db, job: dict, priority: int) -> dict:
     """Change the priority of a job that has not been checked out."""
     if job["state"] not in [str(s) for s in PRIORITY_STATES]:
-        raise _refuse(job, "given a new priority", PRIORITY_STATES)
+        raise refuse(job, "given a new priority", PRIORITY_STATES)
     if not db.update_job(job["db_id"], {"priority": int(priority)}, state=job["state"], lock_id=None):
-        raise _refuse(db.get_job(db_id=job["db_id"]), "given a new priority", PRIORITY_STATES)
+        raise refuse(db.get_job(db_id=job["db_id"]), "given a new priority", PRIORITY_STATES)
     return {**job, "priority": int(priority)}
 
 
-def _wake(db, state: str) -> None:
+def wake(db, state: str) -> None:
     """Wake the action that handles ``state`` when the runner shares this machine."""
     from jfr_lib.actions import STATE_ACTIONS
     from jfr_lib.wakeup import notify
@@ -96,9 +97,9 @@ def stop(db, project, job: dict) -> dict:
     end, does not complete it as FAILED under our feet.
     """
     if job["state"] not in [str(s) for s in STOPPABLE]:
-        raise _refuse(job, "stopped", STOPPABLE)
+        raise refuse(job, "stopped", STOPPABLE)
     if job.get("lock_id"):
-        raise _refuse(job, "stopped", STOPPABLE)
+        raise refuse(job, "stopped", STOPPABLE)
     changes = {"state": str(JobState.USER_STOPPED), "previous_state": job["state"]}
     if job["state"] in (str(JobState.SUBMITTED), str(JobState.RUNNING)) and job.get("queue_id"):
         import os
@@ -108,7 +109,7 @@ def stop(db, project, job: dict) -> dict:
         lock = f"user-stop:{socket.gethostname()}:{os.getpid()}"
         if not db.update_job(job["db_id"], {"lock_id": lock, "lock_time": time.time()},
                              state=job["state"], lock_id=None):  # fmt: skip
-            raise _refuse(db.get_job(db_id=job["db_id"]), "stopped", STOPPABLE)
+            raise refuse(db.get_job(db_id=job["db_id"]), "stopped", STOPPABLE)
         try:
             _cancel(project, job)
         except BaseException:
@@ -116,7 +117,11 @@ def stop(db, project, job: dict) -> dict:
             raise
         db.update_job(job["db_id"], {**changes, "lock_id": None, "lock_time": None}, lock_id=lock)
     elif not db.update_job(job["db_id"], changes, state=job["state"], lock_id=None):
-        raise _refuse(db.get_job(db_id=job["db_id"]), "stopped", STOPPABLE)
+        raise refuse(db.get_job(db_id=job["db_id"]), "stopped", STOPPABLE)
+    from jfr_lib.dependencies import release_children
+
+    if release_children(db, job["uuid"]):  # children that accept a missing output go on
+        wake(db, str(JobState.READY))
     db.refresh_flow_state(job["flow_uuid"])
     return {**job, **changes}
 
@@ -137,63 +142,15 @@ def _cancel(project, job: dict) -> None:
                          f"{(result.stderr or result.stdout).strip()[-300:]}")  # fmt: skip
 
 
-RERUNNABLE = (JobState.FAILED, JobState.REMOTE_ERROR, JobState.STOPPED, JobState.USER_STOPPED)
-#: Fields of a run that a rerun forgets.
-RUN_FIELDS = ("run_dir", "local_dir", "queue_id", "queue_state", "queue_err", "error", "traceback",
-              "failed_step", "start_time", "end_time", "submitted_on", "step_attempts", "retry_time",
-              "last_error", "last_error_step", "stored_data", "run_seconds", "host", "started")  # fmt: skip
-
-
-def _descendants(db, uuid: str) -> list:
-    out, todo, seen = [], [uuid], set()
-    while todo:
-        for child in db.children(todo.pop()):
-            if child["db_id"] not in seen:
-                seen.add(child["db_id"])
-                out.append(child)
-                todo.append(child["uuid"])
-    return out
-
-
-def rerun(db, job: dict, force: bool = False) -> dict:
-    """Run a job again (COMPLETED ones only with ``force``); its descendants wait for it again.
-
-    The job gets a fresh run folder; descendants that ran or were stopped go back to WAITING.
-    Refused while the job or a descendant is being run.
-    """
-    from jfr_lib.dependencies import ready_to_run
-    from jfr_lib.states import RUNNING_STATES
-
-    allowed = RERUNNABLE + ((JobState.COMPLETED,) if force else ())
-    if job["state"] not in [str(s) for s in allowed] or job.get("lock_id"):
-        hint = " (add --force to rerun a COMPLETED job)" if job["state"] == str(JobState.COMPLETED) else ""
-        raise StateError(str(_refuse(job, "rerun", allowed)) + hint)
-    below = _descendants(db, job["uuid"])
-    busy = [d for d in below if d["state"] in [str(s) for s in RUNNING_STATES] or d.get("lock_id")]
-    if busy:
-        raise StateError(f"{_label(job)}: its descendant {_label(busy[0])} is {busy[0]['state']}; "
-                         "stop it or wait before rerunning")  # fmt: skip
-    reset = dict.fromkeys(RUN_FIELDS)
-    for child in below:
-        if child["state"] not in (str(JobState.WAITING), str(JobState.PAUSED)):
-            db.update_job(child["db_id"], {**reset, "state": str(JobState.WAITING), "previous_state": child["state"],
-                                           "reruns": int(child.get("reruns") or 0) + 1},
-                          state=child["state"], lock_id=None)  # fmt: skip
-    target = JobState.READY if ready_to_run(db, job) else JobState.WAITING
-    changes = {**reset, "state": str(target), "previous_state": job["state"],
-               "reruns": int(job.get("reruns") or 0) + 1}  # fmt: skip
-    if not db.update_job(job["db_id"], changes, state=job["state"], lock_id=None):
-        raise _refuse(db.get_job(db_id=job["db_id"]), "rerun", allowed)
-    db.refresh_flow_state(job["flow_uuid"])
-    _wake(db, changes["state"])
-    return {**job, **changes}
-
-
 SETTABLE = (JobState.WAITING, JobState.READY, JobState.PAUSED)
 
 
-def set_value(db, project, job: dict, key: str, value) -> dict:
-    """Change ``worker``, ``exec_config`` or ``resources`` of a job that has not started."""
+def set_value(db, project, job: dict, key: str, value, replace: bool = False) -> dict:
+    """Change ``worker``, ``exec_config`` or ``resources`` of a job that has not started.
+
+    New resources are merged into the job's mapping (a key set to null removes it),
+    unless ``replace``.
+    """
     from jfr_lib.errors import UsageError
 
     if key == "worker" and value not in project.workers:
@@ -201,10 +158,34 @@ def set_value(db, project, job: dict, key: str, value) -> dict:
     if key == "exec_config" and isinstance(value, str) and value not in project.exec_config:
         raise UsageError(f"unknown exec_config {value!r} (known: {', '.join(project.exec_config) or 'none'})")
     if job["state"] not in [str(s) for s in SETTABLE]:
-        raise _refuse(job, f"given a new {key}", SETTABLE)
+        raise refuse(job, f"given a new {key}", SETTABLE)
+    if key == "resources" and not replace:
+        value = merge_resources(job.get("resources"), value)
     if not db.update_job(job["db_id"], {key: value}, state=job["state"], lock_id=None):
-        raise _refuse(db.get_job(db_id=job["db_id"]), f"given a new {key}", SETTABLE)
+        raise refuse(db.get_job(db_id=job["db_id"]), f"given a new {key}", SETTABLE)
     return {**job, key: value}
+
+
+def merge_resources(old, new: dict) -> dict:
+    """``new`` over ``old``; a key whose new value is None is removed.
+
+    A serialized QResources takes only its own fields, and a new QResources
+    replaces whatever was there.
+    """
+    from jfr_lib.errors import UsageError
+
+    if not old or new.get("@class") == "QResources":
+        return {k: v for k, v in new.items() if v is not None}
+    merged = {**old, **new}
+    if old.get("@class") == "QResources":
+        from qtoolkit.core.data_objects import QResources
+
+        fields = set(QResources.__dataclass_fields__)
+        unknown = sorted(set(new) - fields)
+        if unknown:
+            raise UsageError(f"resources: {', '.join(unknown)} is not a QResources field "
+                             "(the job's resources are a QResources; use --replace to give a mapping)")  # fmt: skip
+    return {k: v for k, v in merged.items() if v is not None or k.startswith("@")}
 
 
 DELETABLE = (JobState.WAITING, JobState.READY, JobState.PAUSED, JobState.COMPLETED, JobState.FAILED,
@@ -214,7 +195,7 @@ DELETABLE = (JobState.WAITING, JobState.READY, JobState.PAUSED, JobState.COMPLET
 def delete(db, project, job: dict, output: bool = False, files: bool = False) -> None:
     """Remove a job from the queue database; optionally its outputs and its run folder."""
     if job["state"] not in [str(s) for s in DELETABLE] or job.get("lock_id"):
-        raise _refuse(job, "deleted", DELETABLE)
+        raise refuse(job, "deleted", DELETABLE)
     if files and job.get("run_dir"):
         from jfr_lib.hosts import get_host
 

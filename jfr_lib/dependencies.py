@@ -12,6 +12,7 @@ from jfr_lib.states import DONE_STATES, JobState
 
 WAITING = str(JobState.WAITING)
 READY = str(JobState.READY)
+PAUSED = str(JobState.PAUSED)
 
 
 def ready_to_run(db, job: dict) -> bool:
@@ -47,33 +48,45 @@ def release_children(db, uuid: str) -> list:
     return released
 
 
-def stop_descendants(db, uuid: str) -> int:
-    """Mark STOPPED every not-yet-started descendant of ``uuid``."""
-    stopped, todo, seen = 0, [uuid], set()
+def stop_descendants(db, uuid: str, spare=()) -> int:
+    """Mark STOPPED every not-yet-started descendant of ``uuid``.
+
+    Jobs whose uuid is in ``spare`` (those the stopping job created itself) are
+    neither stopped nor looked through, as jobflow runs them anyway.
+    """
+    stopped, todo, seen = [], [uuid], set(spare)
     while todo:
         current = todo.pop()
         for child in db.children(current):
             if child["uuid"] in seen:
                 continue
             seen.add(child["uuid"])
-            if child["state"] in (WAITING, READY, str(JobState.PAUSED)):
-                if db.update_job(child["db_id"], {"state": str(JobState.STOPPED),
-                                                  "previous_state": child["state"]},
-                                 state=child["state"]):  # fmt: skip
-                    stopped += 1
+            if _stop(db, child):
+                stopped.append(child["uuid"])
             todo.append(child["uuid"])
-    return stopped
+    _release_after_stop(db, stopped)
+    return len(stopped)
 
 
 def stop_flow(db, flow_uuid: str) -> int:
     """Mark STOPPED every job of a flow that has not started."""
-    stopped = 0
-    for job in db.find_jobs({"flow_uuid": flow_uuid,
-                             "state": [WAITING, READY, str(JobState.PAUSED)]}):  # fmt: skip
-        if db.update_job(job["db_id"], {"state": str(JobState.STOPPED),
-                                        "previous_state": job["state"]}, state=job["state"]):  # fmt: skip
-            stopped += 1
-    return stopped
+    stopped = [job["uuid"] for job in db.find_jobs({"flow_uuid": flow_uuid, "state": [WAITING, READY, PAUSED]})
+               if _stop(db, job)]  # fmt: skip
+    _release_after_stop(db, stopped)
+    return len(stopped)
+
+
+def _stop(db, job: dict) -> bool:
+    if job["state"] not in (WAITING, READY, PAUSED):
+        return False
+    return db.update_job(job["db_id"], {"state": str(JobState.STOPPED), "previous_state": job["state"]},
+                         state=job["state"])  # fmt: skip
+
+
+def _release_after_stop(db, uuids) -> None:
+    """A stopped job is finished: children that accept a missing output may run."""
+    for uuid in uuids:
+        release_children(db, uuid)
 
 
 def sweep_waiting(db) -> list:

@@ -53,7 +53,7 @@ class FlowState(str, Enum):
     COMPLETED = "COMPLETED"
     """Every job is COMPLETED."""
     FAILED = "FAILED"
-    """Some job is FAILED or REMOTE_ERROR."""
+    """Some job is FAILED (a REMOTE_ERROR is transient: its flow stays RUNNING)."""
     PAUSED = "PAUSED"
     """Some job is PAUSED and nothing runs."""
     STOPPED = "STOPPED"
@@ -90,10 +90,12 @@ FINAL_STATES = frozenset(
         JobState.USER_STOPPED,
     }
 )
-#: States of a parent that let a child with ``on_missing_references`` other than
-#: ``error`` run anyway.
-DONE_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
 STOPPED_STATES = frozenset({JobState.STOPPED, JobState.USER_STOPPED})
+#: States of a parent that let a child with ``on_missing_references`` other than
+#: ``error`` run anyway: the parent is finished and will not produce an output
+#: without a user action. REMOTE_ERROR is not among them: a retry may still
+#: produce the output.
+DONE_STATES = frozenset({JobState.COMPLETED, JobState.FAILED}) | STOPPED_STATES
 #: States in which the runner still has something to do.
 ACTIVE_STATES = RUNNING_STATES | {JobState.READY}
 
@@ -110,14 +112,15 @@ def flow_state(states) -> FlowState:
     -------
     FlowState
         COMPLETED when all jobs are; FAILED when any job failed; RUNNING while any
-        job is being worked on; then PAUSED, STOPPED, READY and WAITING.
+        job is being worked on or waits for a retry (REMOTE_ERROR); then PAUSED,
+        STOPPED, READY and WAITING.
     """
     present = {JobState(s) for s in states}
     if not present or present == {JobState.COMPLETED}:
         return FlowState.COMPLETED
-    if present & ERROR_STATES:
+    if JobState.FAILED in present:
         return FlowState.FAILED
-    if present & RUNNING_STATES:
+    if present & (RUNNING_STATES | {JobState.REMOTE_ERROR}):
         return FlowState.RUNNING
     if JobState.PAUSED in present:
         return FlowState.PAUSED

@@ -9,6 +9,7 @@ queue database as it was.
 from __future__ import annotations
 
 import json
+import warnings
 
 from jfr_lib.errors import SubmitError
 from jfr_lib.states import JobState
@@ -48,9 +49,9 @@ def set_run_config(flow_or_job, name_filter=None, function_filter=None, exec_con
     Flow or Job
         ``flow_or_job``.
     """
-    values = {"worker": worker, "exec_config": exec_config, "resources": resources,
-              "priority": priority}  # fmt: skip
-    sets = {f"manager_config->{k}": _plain(v) for k, v in values.items() if v is not None}
+    values = {"worker": worker, "exec_config": plain_exec_config(exec_config),
+              "resources": plain_resources(resources), "priority": priority}  # fmt: skip
+    sets = {f"manager_config->{k}": v for k, v in values.items() if v is not None}
     if sets:
         flow_or_job.update_config({"_set": sets}, name_filter=name_filter,
                                   function_filter=function_filter, dynamic=dynamic,
@@ -58,11 +59,44 @@ def set_run_config(flow_or_job, name_filter=None, function_filter=None, exec_con
     return flow_or_job
 
 
-def _plain(value):
-    """QResources and other MSONable values become plain dicts."""
+EXEC_CONFIG_KEYS = ("modules", "export", "pre_run", "post_run")
+
+
+def _as_mapping(value):
+    """An object with fields (pydantic model, dataclass, MSONable) as a plain dict."""
+    import dataclasses
+
+    if hasattr(value, "model_dump"):  # pydantic, as jobflow-remote's ExecutionConfig
+        return value.model_dump()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     if hasattr(value, "as_dict"):
         return value.as_dict()
     return value
+
+
+def plain_exec_config(value):
+    """An exec_config as stored in the queue database: a name or a mapping of its keys.
+
+    Accepts a name, a mapping, :class:`jfr_lib.ExecutionConfig` or jobflow-remote's
+    ``ExecutionConfig`` (also in its serialized form, ``@module``/``@class`` keys
+    included); empty fields are dropped.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    mapping = _as_mapping(value)
+    if not isinstance(mapping, dict):
+        return mapping  # refused by check_run_config
+    return {k: v for k, v in mapping.items() if not k.startswith("@") and k != "name" and v not in (None, [], {})}
+
+
+def plain_resources(value):
+    """Resources as stored: a mapping of scheduler keywords, or a serialized ``QResources``."""
+    if value is None or isinstance(value, dict):
+        return value
+    if type(value).__name__ == "QResources" and hasattr(value, "as_dict"):
+        return value.as_dict()  # keeps @class: the queue adapter rebuilds the object
+    return _as_mapping(value)
 
 
 def submit_flow(flow_or_job, worker=None, project=None, exec_config=None, resources=None,
@@ -111,11 +145,17 @@ def submit_flow(flow_or_job, worker=None, project=None, exec_config=None, resour
         raise SubmitError(" ".join(str(exc).split())) from None
     except (AttributeError, TypeError) as exc:  # jobflow serializes while it builds the flow
         raise SubmitError(f"the flow cannot be serialized: {_one_line(exc)}") from None
-    defaults = {"worker": worker or next(iter(proj.workers)), "exec_config": exec_config,
-                "resources": _plain(resources), "priority": priority}  # fmt: skip
+    defaults = {"worker": worker or next(iter(proj.workers)), "exec_config": plain_exec_config(exec_config),
+                "resources": plain_resources(resources), "priority": priority}  # fmt: skip
     stores = additional_store_names(proj)
     jobs = []
-    for job, _ in flow.iterflow():
+    try:
+        with warnings.catch_warnings():  # jfr runs unconnected jobs side by side: no order to warn of
+            warnings.filterwarnings("ignore", message="Some jobs are not connected")
+            order = list(flow.iterflow())
+    except ValueError as exc:  # a cycle
+        raise SubmitError(f"flow {flow.name} ({flow.uuid}): {_one_line(exc)}") from None
+    for job, parents in order:
         label = f"job {job.name} ({job.uuid})"
         for name in getattr(job, "_kwargs", {}):
             if name not in stores:
@@ -125,7 +165,7 @@ def submit_flow(flow_or_job, worker=None, project=None, exec_config=None, resour
                     f"lacks (it has: {known})"
                 )
         job_dict = serialize_job(job, label)
-        jobs.append(new_job_document(job_dict, list(job.input_uuids), flow.uuid, defaults))
+        jobs.append(new_job_document(job_dict, job_parents(job, parents), flow.uuid, defaults))
     for doc in jobs:
         check_run_config(proj, doc, f"job {doc['name']} ({doc['uuid']})")
 
@@ -152,6 +192,16 @@ def submit_flow(flow_or_job, worker=None, project=None, exec_config=None, resour
 
     notify(proj.base_dir, "checkout")
     return ids
+
+
+def job_parents(job, graph_parents) -> list:
+    """What a job waits for: its parents in the flow's graph and the jobs it references.
+
+    The graph (``Flow.iterflow``) holds the references between jobs of the flow and
+    the order a ``JobOrder.LINEAR`` flow imposes, nested flows included; references
+    to jobs outside the flow are added from the job's inputs.
+    """
+    return list(dict.fromkeys([*graph_parents, *job.input_uuids]))
 
 
 def serialize_job(job, label: str) -> dict:
@@ -183,26 +233,27 @@ def _one_line(exc) -> str:
 
 
 def new_job_document(job_dict: dict, parents, flow_uuid: str, defaults: dict,
-                     state=JobState.WAITING) -> dict:  # fmt: skip
+                     state=JobState.WAITING, created_by=None) -> dict:  # fmt: skip
     """A queue-database document for a serialized job.
 
     Values in the job's ``config.manager_config`` win over ``defaults`` (the
     arguments of :func:`submit_flow`, or the settings of the job that created
-    this one at run time).
+    this one at run time). ``created_by`` names the job (uuid, index) whose
+    response created this one; a rerun of that job removes it.
     """
     config = job_dict.get("config") or {}
     manager = config.get("manager_config") or {}
     run = {k: manager.get(k) if manager.get(k) is not None else defaults.get(k)
            for k in RUN_CONFIG_KEYS}  # fmt: skip
     on_missing = config.get("on_missing_references", "error")
-    return {
+    doc = {
         "uuid": job_dict["uuid"],
         "index": int(job_dict.get("index", 1)),
         "name": job_dict.get("name", ""),
         "state": str(state),
         "worker": run["worker"],
-        "exec_config": run["exec_config"],
-        "resources": _plain(run["resources"]),
+        "exec_config": plain_exec_config(run["exec_config"]),
+        "resources": plain_resources(run["resources"]),
         "priority": int(run["priority"] or 0),
         "flow_uuid": flow_uuid,
         "parents": list(dict.fromkeys(parents)),
@@ -212,6 +263,9 @@ def new_job_document(job_dict: dict, parents, flow_uuid: str, defaults: dict,
         "retry_time": None,
         "allow_failed_parents": str(on_missing).lower() not in ("error", "onmissing.error"),
     }
+    if created_by is not None:
+        doc["created_by"] = created_by
+    return doc
 
 
 def check_run_config(project, doc: dict, label: str) -> None:
@@ -224,6 +278,10 @@ def check_run_config(project, doc: dict, label: str) -> None:
         known = ", ".join(project.exec_config) or "none"
         raise SubmitError(f"{label}: unknown exec_config {ec!r} (known: {known})")
     if ec is not None and not isinstance(ec, (str, dict)):
-        raise SubmitError(f"{label}: exec_config must be a name or a mapping")
+        raise SubmitError(f"{label}: exec_config must be a name, a mapping or an ExecutionConfig")
+    if isinstance(ec, dict) and set(ec) - set(EXEC_CONFIG_KEYS):
+        unknown = ", ".join(sorted(set(ec) - set(EXEC_CONFIG_KEYS)))
+        raise SubmitError(f"{label}: exec_config has unknown keys: {unknown} "
+                          f"(known: {', '.join(EXEC_CONFIG_KEYS)})")  # fmt: skip
     if doc["resources"] is not None and not isinstance(doc["resources"], dict):
         raise SubmitError(f"{label}: resources must be a mapping or a QResources")

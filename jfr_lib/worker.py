@@ -70,9 +70,9 @@ def _graph(flow) -> dict:
     from monty.json import MontyEncoder
 
     jobs = []
-    for job, _ in flow.iterflow():
+    for job, parents in flow.iterflow():  # the graph's parents include a LINEAR flow's order
         job_dict = json.loads(json.dumps(job.as_dict(), cls=MontyEncoder))
-        jobs.append({"job": job_dict, "parents": list(job.input_uuids)})
+        jobs.append({"job": job_dict, "parents": list(dict.fromkeys([*parents, *job.input_uuids]))})
     uuids = {j["job"]["uuid"] for j in jobs}
     used = {p for j in jobs for p in j["parents"] if p in uuids}
     return {"jobs": jobs, "leaves": sorted(uuids - used)}
@@ -133,9 +133,14 @@ def run(run_dir: str) -> int:
         names = data.get("store_names") or []
         store = JobStore(MemoryStore(), additional_stores={n: MemoryStore() for n in names})
         store.connect()
+        # outputs the job may resolve itself (resolve_references=False with expose_store)
+        seeded = data.get("store_docs") or []
+        if seeded:
+            store.docs_store.update(seeded, key=["uuid", "index"])
+        seen = {(d["uuid"], d["index"]) for d in seeded}
         response = job.run(store=store, job_dir=os.getcwd())
         dump = {
-            "docs": [_strip(d) for d in store.docs_store.query()],
+            "docs": [_strip(d) for d in store.docs_store.query() if (d["uuid"], d["index"]) not in seen],
             "additional": {n: [_strip(d) for d in s.query()] for n, s in store.additional_stores.items()},
         }
         write_atomic(STORE_FILE, json.dumps(dump, cls=StoreEncoder))

@@ -109,6 +109,8 @@ def test_transient_upload_failure_retries_then_remote_error_then_retry(penv):
                        message="REMOTE_ERROR")[0]  # fmt: skip
     assert job["previous_state"] == "CHECKED_OUT" and job["failed_step"] == "upload"
     assert job["error"].startswith("upload failed 3 times: cannot create folder")
+    with penv.db() as db:  # a transient error, which a retry may fix: the flow is not FAILED
+        assert db.get_flow(job["flow_uuid"])["state"] == "RUNNING"
     log = (penv.root / "logs" / "test.log").read_text()
     assert "failed (attempt 1), retry in 0.2 s" in log and "failed (attempt 2), retry in 0.5 s" in log
     penv.work.unlink()

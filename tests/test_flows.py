@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from jobflow import Flow
+from qtoolkit.core.data_objects import QResources
 
-from jfr_lib import set_run_config, submit_flow
+from jfr_lib import ExecutionConfig, set_run_config, submit_flow
 
 import testjobs as tj
 
@@ -68,9 +70,23 @@ def ran(module_penv):
     many = [tj.add(i, i) for i in range(49)]
     f["fifty"] = Flow([*many, tj.add_many(*[j.output for j in many])], name="fifty")
 
+    # jobflow-remote's objects: an ExecutionConfig (ours, or a pydantic one with its fields) and a QResources
+    f["exec_object"] = Flow([tj.read_env("JFR_TEST_VAR")], name="exec_object")
+    by_setting = tj.read_env("JFR_TEST_VAR")
+    set_run_config(by_setting, exec_config=tj.JfremoteExecutionConfig(export={"JFR_TEST_VAR": "from-pydantic"}))
+    in_config = tj.read_env("JFR_TEST_VAR")
+    in_config.update_config({"manager_config": {
+        "exec_config": tj.JfremoteExecutionConfig(export={"JFR_TEST_VAR": "in-manager-config"})}})
+    f["exec_jfremote"] = Flow([by_setting, in_config], name="exec_jfremote")
+    q_set = tj.add(1, 1)
+    set_run_config(q_set, resources=QResources(job_name="qres-set"))
+    f["qresources"] = Flow([q_set, tj.add(2, 2)], name="qresources")
+
+    special = {"addition": {"exec_config": "with_env"},
+               "exec_object": {"exec_config": ExecutionConfig(export={"JFR_TEST_VAR": "from-object"})},
+               "qresources": {"resources": QResources(job_name="qres-submit")}}  # fmt: skip
     for name, flow in f.items():
-        kwargs = {"exec_config": "with_env"} if name == "addition" else {}
-        submit_flow(flow, project=module_penv.project, **kwargs)
+        submit_flow(flow, project=module_penv.project, **special.get(name, {}))
     module_penv.run_until_idle(timeout=400)
     with module_penv.db() as db:
         return {"env": module_penv, "flows": f, "jobs": db.find_jobs(sort=[("db_id", 1)]),
@@ -123,6 +139,25 @@ def test_exec_config_export(ran):
     (job,) = jobs_of(ran, "export")
     assert job["exec_config"] == "with_env"
     assert ran["env"].output(job) == "from-exec-config"
+
+
+def test_execution_config_objects(ran):
+    (job,) = jobs_of(ran, "exec_object")
+    assert job["exec_config"] == {"export": {"JFR_TEST_VAR": "from-object"}}
+    assert ran["env"].output(job) == "from-object"
+    by_setting, in_config = jobs_of(ran, "exec_jfremote")
+    assert ran["env"].output(by_setting) == "from-pydantic"
+    assert ran["env"].output(in_config) == "in-manager-config"
+    assert in_config["exec_config"] == {"export": {"JFR_TEST_VAR": "in-manager-config"}}
+
+
+def test_qresources_objects(ran):
+    q_set, q_submit = jobs_of(ran, "qresources")
+    assert [j["state"] for j in (q_set, q_submit)] == ["COMPLETED", "COMPLETED"]
+    assert (q_set["resources"]["@class"], q_set["resources"]["job_name"]) == ("QResources", "qres-set")
+    assert q_submit["resources"]["job_name"] == "qres-submit"
+    script = (Path(q_submit["run_dir"]) / "submit.sh").read_text()
+    assert "qres-submit" in script  # qtoolkit wrote the job name into the script
 
 
 def test_additional_store(ran):

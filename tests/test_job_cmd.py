@@ -98,6 +98,14 @@ def test_set_worker_exec_config_resources_priority(many, capsys):
     job = json.loads(out)
     assert (job["worker"], job["exec_config"], job["resources"], job["priority"]) == (
         "other", "with_env", {"job_name": "x"}, 5)
+    # resources merge by default: new keys win, null removes a key; --replace replaces
+    code, out, _ = run_main(capsys, "job", "set", "resources", '{"time": "1:00:00", "nodes": 2}', "1")
+    assert code == 0 and '{"job_name": "x", "time": "1:00:00", "nodes": 2}' in out
+    run_main(capsys, "job", "set", "resources", '{"nodes": null, "job_name": "y"}', "1")
+    assert json.loads(run_main(capsys, "job", "info", "1", "--json")[1])["resources"] == {
+        "job_name": "y", "time": "1:00:00"}
+    run_main(capsys, "job", "set", "resources", '{"partition": "debug"}', "1", "--replace")
+    assert json.loads(run_main(capsys, "job", "info", "1", "--json")[1])["resources"] == {"partition": "debug"}
     code, _, err = run_main(capsys, "job", "set", "worker", "mars", "1")
     assert code == 2 and "unknown worker 'mars'" in err
     code, _, err = run_main(capsys, "job", "set", "resources", "[1]", "1")

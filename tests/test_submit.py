@@ -48,6 +48,40 @@ def test_submit_stores_jobs_with_states_and_parents(penv):
     assert flow["name"] == "pair" and flow["state"] == "READY" and flow["n_jobs"] == 2
 
 
+def test_parents_follow_the_flow_graph_including_linear_order(penv):
+    from jobflow import JobOrder
+
+    a, b = tj.add(1, 1), tj.add(2, 2)
+    inner = Flow([a, b], order=JobOrder.LINEAR)  # b waits for a without reading its output
+    c, d = tj.add(3, 3), tj.add(4, 4)
+    submit_flow(Flow([inner, c, Flow([d])], order=JobOrder.LINEAR))
+    with penv.db() as db:
+        parents = {j["uuid"]: j["parents"] for j in db.find_jobs()}
+        states = {j["uuid"]: j["state"] for j in db.find_jobs()}
+    assert parents == {a.uuid: [], b.uuid: [a.uuid], c.uuid: [b.uuid], d.uuid: [c.uuid]}
+    assert [states[u] for u in (a.uuid, b.uuid, c.uuid, d.uuid)] == ["READY", "WAITING", "WAITING", "WAITING"]
+
+
+def test_execution_config_objects_are_stored_as_mappings(penv):
+    from jfr_lib import ExecutionConfig
+
+    a, b, c = tj.add(1, 1), tj.add(2, 2), tj.add(3, 3)
+    set_run_config(b, exec_config=tj.JfremoteExecutionConfig(modules=["gcc"], pre_run="ulimit -s unlimited"))
+    c.update_config({"manager_config": {"exec_config": tj.JfremoteExecutionConfig(export={"X": "1"})}})
+    submit_flow(Flow([a, b, c]), exec_config=ExecutionConfig(export={"Y": "2"}))
+    with penv.db() as db:
+        stored = [j["exec_config"] for j in db.find_jobs(sort=[("db_id", 1)])]
+    assert stored == [{"export": {"Y": "2"}}, {"modules": ["gcc"], "pre_run": "ulimit -s unlimited"},
+                      {"export": {"X": "1"}}]  # fmt: skip
+
+
+def test_unknown_exec_config_keys_are_refused_at_submission(penv):
+    before = snapshot(penv)
+    with pytest.raises(SubmitError, match="exec_config has unknown keys: modlues"):
+        submit_flow(tj.add(1, 1), exec_config={"modlues": ["gcc"]})
+    assert snapshot(penv) == before
+
+
 def test_single_job_is_wrapped_in_a_flow(penv):
     (db_id,) = submit_flow(tj.add(1, 1))
     with penv.db() as db:

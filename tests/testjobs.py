@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from jobflow import Flow, Response, job
+from jobflow import Flow, JobConfig, OnMissing, Response, job
+from pydantic import BaseModel, ConfigDict
 
 
 @job
@@ -123,3 +125,45 @@ def spawn_square(x):
 
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(pow, (x, 2))
+
+
+@job
+def read_text(path):
+    """The content of a file: its value changes when a test rewrites the file."""
+    with open(path) as f:
+        return f.read().strip()
+
+
+@job
+def tag(value, suffix):
+    return f"{value}{suffix}"
+
+
+@job
+def expand(value):
+    """Replaced by a job tagging ``value``, with another job added beside it."""
+    return Response(replace=tag(value, "-r"), addition=tag(value, "-a"))
+
+
+@job
+def flaky(path):
+    """Fails until ``path`` exists."""
+    if not os.path.exists(path):
+        raise RuntimeError(f"{path} is missing")
+    return "ok"
+
+
+@job(config=JobConfig(on_missing_references=OnMissing.NONE))
+def tolerant(value):
+    """Runs even when its parent failed or was stopped."""
+    return "missing" if value is None else value
+
+
+class JfremoteExecutionConfig(BaseModel):
+    """The fields of jobflow-remote's pydantic ``ExecutionConfig``, as its users build it."""
+
+    model_config = ConfigDict(extra="forbid")
+    modules: list[str] | None = None
+    export: dict[str, Any] | None = None
+    pre_run: str | None = None
+    post_run: str | None = None

@@ -39,7 +39,11 @@ STATE_ACTIONS = {
 
 
 def run_dir_for(work_dir: str, uuid: str, index: int, reruns: int = 0) -> str:
-    """``work_dir/uu/id/<uuid>_<index>``, spread over sub-folders; a rerun gets ``_r<n>``."""
+    """``work_dir/uu/id/<uuid>_<index>``, spread over sub-folders; a rerun gets ``_r<n>``.
+
+    Jobs created at run time by a rerun job carry its ``n`` too: a replacement made
+    again has the uuid and index of the one a rerun removed, not its folder.
+    """
     name = f"{uuid}_{index}" + (f"_r{reruns}" if reruns else "")
     return str(PurePosixPath(work_dir) / uuid[:2] / uuid[2:4] / name)
 

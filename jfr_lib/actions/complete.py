@@ -68,34 +68,48 @@ def store_outputs(ctx: ActionContext, folder: str) -> None:
             store.docs_store.update(data["docs"], key=["uuid", "index"])
 
 
-def add_new_jobs(ctx: ActionContext, job: dict, response: dict) -> None:
-    """Insert the jobs of replace / addition / detour, wired to the current job."""
+def add_new_jobs(ctx: ActionContext, job: dict, response: dict) -> set:
+    """Insert the jobs of replace / addition / detour, wired to the current job.
+
+    The current job's children also wait for the last jobs (the leaves) of a
+    replacement or a detour, so nothing after the job starts before what it
+    handed its work to has completed (as jobflow's FireWorks manager does).
+    Additions run beside the children. Returns the uuids of the new jobs.
+    """
     defaults = {k: job.get(k) for k in RUN_CONFIG_KEYS}
-    children_before = None
+    creator = {"uuid": job["uuid"], "index": job["index"]}
+    created = set()
     for kind in ("replace", "detour", "addition"):
         graph = response.get(kind)
         if not graph:
             continue
         new_uuids = {item["job"]["uuid"] for item in graph["jobs"]}
+        created |= new_uuids
         docs = []
         for item in graph["jobs"]:
             parents = list(item["parents"])
             if kind != "replace" and not parents:
                 parents = [job["uuid"]]  # roots start once the current job is done
-            docs.append(new_job_document(item["job"], parents, job["flow_uuid"], defaults))
+            doc = new_job_document(item["job"], parents, job["flow_uuid"], defaults,
+                                   created_by={**creator, "kind": kind})  # fmt: skip
+            if job.get("reruns"):  # a job made again after a rerun gets a fresh run folder too
+                doc["reruns"] = job["reruns"]
+            docs.append(doc)
         for doc in docs:
             states = ctx.db.latest_states([p for p in doc["parents"] if p not in new_uuids])
             waiting = any(p in new_uuids or p == job["uuid"] or states.get(p, "COMPLETED") != "COMPLETED"
                           for p in doc["parents"])  # fmt: skip
             doc["state"] = str(JobState.WAITING if waiting else JobState.READY)
-        if kind == "detour":
-            # the current job's children now also wait for the detour's leaves
+        children_before = []
+        if kind in ("detour", "replace"):
             children_before = [c["db_id"] for c in ctx.db.children(job["uuid"])
                                if c["uuid"] not in new_uuids]  # fmt: skip
         ctx.db.insert_jobs(docs)
-        if kind == "detour" and children_before:
-            ctx.db.add_parents(children_before, graph["leaves"])
+        leaves = [u for u in graph["leaves"] if u != job["uuid"]]
+        if children_before and leaves:
+            ctx.db.add_parents(children_before, leaves)
     ctx.db.update_flow(job["flow_uuid"], {"n_jobs": ctx.db.count_jobs({"flow_uuid": job["flow_uuid"]})})
+    return created
 
 
 def queue_end_state(ctx: ActionContext, job: dict, wait: float = 30.0) -> str | None:
@@ -143,12 +157,12 @@ def complete(ctx: ActionContext, job: dict) -> None:
         raise JobFailure(out.get("error") or "the job failed", out.get("traceback"))
     store_outputs(ctx, folder)
     response = out.get("response") or {}
-    add_new_jobs(ctx, job, response)
+    created = add_new_jobs(ctx, job, response)
     if response.get("stop_children"):
-        stop_descendants(ctx.db, job["uuid"])
+        stop_descendants(ctx.db, job["uuid"], spare=created)
     if response.get("stop_jobflow"):
         stop_flow(ctx.db, job["flow_uuid"])
-    changes = dict(times, stored_data=response.get("stored_data"), error=None)
+    changes = dict(times, stored_data=response.get("stored_data"), error=None, created=sorted(created))
     if not ctx.db.set_state(job, JobState.COMPLETED, expect_lock=ctx.lock_id, **changes):
         ctx.log.warning("job %s: changed by someone else while completing", job["db_id"])
         ctx.db.release_job(job["db_id"], ctx.lock_id)

@@ -41,6 +41,42 @@ def resolve_references(obj, store, on_missing, cache):
     return {k: resolve_references(v, store, on_missing, cache) for k, v in obj.items()}
 
 
+def referenced_uuids(obj, found=None) -> dict:
+    """uuid -> None for every output reference in ``obj`` (JSON data), in order."""
+    found = {} if found is None else found
+    if isinstance(obj, list):
+        for v in obj:
+            referenced_uuids(v, found)
+    elif isinstance(obj, dict):
+        if _is_reference(obj):
+            found[obj["uuid"]] = None
+        else:
+            for v in obj.values():
+                referenced_uuids(v, found)
+    return found
+
+
+def referenced_outputs(job_dict: dict, store) -> list:
+    """The stored outputs a job that resolves its own references will look up.
+
+    A job with ``resolve_references=False`` (and ``expose_store``) resolves its
+    inputs against the store it runs with; the worker puts these documents in it.
+    """
+    from jobflow.core.reference import OnMissing
+    from monty.json import MontyEncoder
+
+    docs = []
+    uuids = referenced_uuids([job_dict.get("function_args"), job_dict.get("function_kwargs")])
+    for uuid in uuids:
+        latest = store.query_one({"uuid": uuid}, ["index"], sort={"index": -1})
+        if latest is None:
+            continue
+        value = store.get_output(uuid, which="last", load=True, on_missing=OnMissing.NONE)
+        docs.append({"uuid": uuid, "index": latest["index"],
+                     "output": json.loads(json.dumps(value, cls=MontyEncoder))})  # fmt: skip
+    return docs
+
+
 def input_document(ctx: ActionContext, job: dict) -> dict:
     """The content of ``jfr_in.json`` for ``job``."""
     from jobflow.core.reference import OnMissing
@@ -49,7 +85,7 @@ def input_document(ctx: ActionContext, job: dict) -> dict:
 
     job_dict = dict(job["job"])
     config = job_dict.get("config") or {}
-    resolved = False
+    resolved, store_docs = False, []
     if config.get("resolve_references", True) is True:
         on_missing = OnMissing(config.get("on_missing_references", "error"))
         store = ctx.jobstore()
@@ -57,9 +93,14 @@ def input_document(ctx: ActionContext, job: dict) -> dict:
             for key in ("function_args", "function_kwargs"):
                 job_dict[key] = resolve_references(job_dict.get(key), store, on_missing, {})
         resolved = True
+    elif config.get("expose_store"):
+        store = ctx.jobstore()
+        with store_lock(ctx.project, exclusive=False):
+            store_docs = referenced_outputs(job_dict, store)
     return {
         "job": job_dict,
         "resolved": resolved,
+        "store_docs": store_docs,
         "store_names": sorted(additional_store_names(ctx.project)),
         "db_id": job["db_id"],
         "uuid": job["uuid"],

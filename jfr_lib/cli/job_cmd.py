@@ -50,8 +50,10 @@ def add_arguments(sub) -> None:
          "Stop jobs that have not finished: submitted jobs are cancelled in their queue; they become "
          "USER_STOPPED."),
         ("rerun", "run jobs again",
-         "Run FAILED, REMOTE_ERROR or stopped jobs again (COMPLETED ones with --force), in a fresh run "
-         "folder; their descendants wait for them again."),
+         "Run FAILED, REMOTE_ERROR or stopped jobs again, in a fresh run folder, so that the flow ends as a "
+         "fresh run would: their descendants wait for them again, and the jobs that earlier runs created "
+         "(replace, addition, detour) are removed with their outputs and made anew. Anything that would "
+         "reset a COMPLETED job (the job itself, a descendant, a job it created) needs --force."),
         ("delete", "remove jobs from the queue database",
          "Remove jobs that are not being run; --output also removes their outputs from the JobStore, "
          "--files their run folders."),
@@ -62,7 +64,7 @@ def add_arguments(sub) -> None:
         add_filters(v)
         v.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
         if verb == "rerun":
-            v.add_argument("--force", action="store_true", help="also rerun COMPLETED jobs")
+            v.add_argument("--force", action="store_true", help="also rerun or reset COMPLETED jobs")
             v.add_argument("--error-match", metavar="REGEX", help="only jobs whose error matches")
         if verb == "delete":
             v.add_argument("--output", action="store_true", help="also remove their outputs")
@@ -95,10 +97,15 @@ def add_arguments(sub) -> None:
                                 ("exec-config", "EXEC_CONFIG", "the exec_config (a name, or JSON)"),
                                 ("resources", "JSON", "the scheduler resources (a JSON mapping)"),
                                 ("priority", "PRIORITY", "the priority (higher runs first)")):  # fmt: skip
-        sp = what.add_parser(name, help=f"change {text}", description=f"Set {text}.")
+        desc = (f"Set {text}." if name != "resources" else "Merge a JSON mapping into the scheduler resources: "
+                "its keys win, a key set to null is removed; --replace replaces the whole mapping.")  # fmt: skip
+        sp = what.add_parser(name, help=f"change {text}", description=desc)
         sp.add_argument("value", metavar=metavar, help=text)
         add_filters(sp)
         sp.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+        if name == "resources":
+            sp.add_argument("--replace", action="store_true",
+                            help="replace the resources instead of merging into them")  # fmt: skip
         sp.set_defaults(func=run_set)
 
 def run_list(args) -> int:
@@ -211,7 +218,9 @@ def run_action(args) -> int:
             if args.operation == "stop":
                 new = control.stop(db, project, job)
             elif args.operation == "rerun":
-                new = control.rerun(db, job, force=args.force)
+                from jfr_lib.rerun import rerun
+
+                new = rerun(db, job, force=args.force, project=project)
             else:
                 new = getattr(control, args.operation)(db, job)
             return f"{job['state']} -> {new['state']}"
@@ -253,8 +262,8 @@ def run_set(args) -> int:
             if key == "priority":
                 control.set_priority(db, job, value)
             else:
-                control.set_value(db, project, job, key, value)
-            return f"{args.setting} {json.dumps(value)}"
+                job = control.set_value(db, project, job, key, value, replace=getattr(args, "replace", False))
+            return f"{args.setting} {json.dumps(job.get(key, value))}"
 
         return for_each(jobs, change)
 
