@@ -106,3 +106,53 @@ def test_flow_stop_releases_a_tolerant_child_in_another_flow(penv):
     jobs = by_uuid(penv)
     assert jobs[(stopped.uuid, 1)]["state"] == "STOPPED"
     assert penv.output(jobs[(reader.uuid, 1)]) == "missing"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongo"])
+def test_rerun_plan_on_both_backends(tmp_path, backend):
+    """a -> b (replaced by b@2, which a replacement job r feeds; b's child c waits for r too), b adds x."""
+    from jfr_lib.errors import StateError
+    from jfr_lib.rerun import rerun
+
+    if backend == "sqlite":
+        from jfr_lib.queue_db.sqlite import SQLiteQueueDB
+
+        db = SQLiteQueueDB(tmp_path / "queue.db")
+    else:
+        mongomock = pytest.importorskip("mongomock")
+        from jfr_lib.queue_db.mongo import MongoQueueDB
+
+        db = MongoQueueDB(database="t", client=mongomock.MongoClient())
+
+    def doc(uuid, parents=(), index=1, **extra):
+        return {"uuid": uuid, "index": index, "name": uuid, "state": "COMPLETED", "parents": list(parents),
+                "flow_uuid": "f", "job": {}, "run_dir": f"/run/{uuid}_{index}", **extra}  # fmt: skip
+
+    replaced, added = {"uuid": "b", "index": 1, "kind": "replace"}, {"uuid": "b", "index": 1, "kind": "addition"}
+    db.insert_flow({"uuid": "f", "name": "f", "state": "COMPLETED"}, [
+        doc("a"), doc("b", ["a"], created=["b", "r", "x"]), doc("c", ["b", "r"]), doc("z"),
+        doc("r", created_by=replaced), doc("b", ["r"], index=2, created_by=replaced),
+        doc("x", ["b"], created_by=added)])  # fmt: skip
+    a = db.get_job(uuid="a")
+    with pytest.raises(StateError, match="add --force to rerun a COMPLETED job"):
+        rerun(db, a)
+    db.update_job(a["db_id"], {"state": "FAILED"})
+    a = db.get_job(uuid="a")
+    with pytest.raises(StateError, match=r"would reset COMPLETED job \d+ \(b\) and 4 more; add --force"):
+        rerun(db, a)
+    c = db.get_job(uuid="c")
+    db.update_job(c["db_id"], {"state": "RUNNING"})
+    with pytest.raises(StateError, match=r"job \d+ \(c\) below it is RUNNING; stop it or wait"):
+        rerun(db, a, force=True)
+    db.update_job(c["db_id"], {"state": "COMPLETED"})
+    assert rerun(db, a, force=True)["state"] == "READY"
+    jobs = {(j["uuid"], j["index"]): j for j in db.find_jobs()}
+    assert set(jobs) == {("a", 1), ("b", 1), ("c", 1), ("z", 1)}  # r, b@2 and x are gone
+    assert [jobs[k]["state"] for k in [("a", 1), ("b", 1), ("c", 1), ("z", 1)]] == [
+        "READY", "WAITING", "WAITING", "COMPLETED"]
+    assert jobs[("c", 1)]["parents"] == ["b"] and [j["uuid"] for j in db.children("r")] == []
+    assert jobs[("b", 1)]["created"] is None and jobs[("b", 1)]["run_dir"] is None
+    assert (jobs[("a", 1)]["reruns"], jobs[("b", 1)]["reruns"]) == (1, 1)
+    assert not [j for j in jobs.values() if j.get("lock_id")]
+    assert db.get_flow("f")["state"] == "RUNNING"  # z completed, a ready
+    db.close()
