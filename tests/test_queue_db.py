@@ -175,11 +175,13 @@ def test_unknown_query_field_is_refused(db):
         db.find_jobs({"no_such_field": 1})
 
 
-def _claimer(path, out_path):
-    """Child process: claim until nothing is left, record every claim."""
+def _claimer(path, out_path, ready, gate):
+    """Child process: say it is ready; once the gate opens, claim until nothing is left, record every claim."""
     from jfr_lib.queue_db.sqlite import SQLiteQueueDB
 
     d = SQLiteQueueDB(path)
+    os.write(ready, b"!")
+    os.read(gate, 1)  # returns when the parent closes the other end: all claimers start together
     got = []
     while (j := d.claim_job({"state": "READY"}, f"pid-{os.getpid()}")) is not None:
         if d.update_job(j["db_id"], {"state": "CHECKED_OUT"}, state="READY", lock_id=j["lock_id"]):
@@ -196,17 +198,29 @@ def test_four_processes_claim_each_job_exactly_once(tmp_path):
     d = SQLiteQueueDB(path)
     d.insert_flow({"uuid": "f", "name": "big", "state": "READY"}, [job(f"j{i}", flow="f") for i in range(1000)])
     d.close()
+    import select
+
     pids = []
+    gate, opener = os.pipe()
+    ready_r, ready_w = os.pipe()
     for n in range(4):
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
-                _claimer(path, tmp_path / f"claims{n}")
+                os.close(opener)
+                _claimer(path, tmp_path / f"claims{n}", ready_w, gate)
             except BaseException:
                 code = 1
             os._exit(code)
         pids.append(pid)
+    os.close(gate)
+    seen, deadline = 0, time.monotonic() + 60
+    while seen < 4 and time.monotonic() < deadline:
+        if select.select([ready_r], [], [], 1)[0]:
+            seen += len(os.read(ready_r, 4))
+    assert seen == 4, "the claimers did not start"
+    os.close(opener)  # open the gate
     for pid in pids:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
