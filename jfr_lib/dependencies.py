@@ -89,16 +89,44 @@ def _release_after_stop(db, uuids) -> None:
         release_children(db, uuid)
 
 
-def sweep_waiting(db) -> list:
-    """Release every WAITING job whose parents are all done.
+#: Meta key: when the last sweep started. Every job that finished before then
+#: had its children looked at.
+SWEEP_KEY = "release_sweep"
+#: Seconds a sweep looks back before the previous one: a release still under way
+#: then, and clocks of hosts sharing a database that disagree.
+SWEEP_MARGIN = 600
 
-    Run when a runner starts: it mends a release that a killed process left
-    half done.
+
+def sweep_waiting(db) -> list:
+    """Release the WAITING jobs whose parents are all done, which a killed process left waiting.
+
+    Looks only at the children of jobs that finished (COMPLETED, FAILED, stopped)
+    since the previous sweep, less :data:`SWEEP_MARGIN`, found through the
+    (state, updated_on) index: the cost follows the recent work, not the history.
+    The first sweep of a database looks at every WAITING job.
+
+    Returns
+    -------
+    list of int
+        db_ids of the released jobs.
     """
+    from datetime import datetime, timedelta
+
+    from jfr_lib.queue_db.base import now_iso
+
+    started = now_iso()
+    mark = db.get_meta(SWEEP_KEY)
     released = []
-    for job in db.find_jobs({"state": WAITING}, sort=[("db_id", 1)]):
-        if ready_to_run(db, job) and db.update_job(
-            job["db_id"], {"state": READY, "previous_state": WAITING}, state=WAITING
-        ):
-            released.append(job["db_id"])
+    if mark is None:
+        for job in db.find_jobs({"state": WAITING}, sort=[("db_id", 1)]):
+            if ready_to_run(db, job) and db.update_job(
+                job["db_id"], {"state": READY, "previous_state": WAITING}, state=WAITING
+            ):
+                released.append(job["db_id"])
+    else:
+        since = (datetime.fromisoformat(mark) - timedelta(seconds=SWEEP_MARGIN)).isoformat(timespec="milliseconds")
+        finished = [str(s) for s in DONE_STATES]
+        for job in db.find_jobs({"state": finished, "updated_since": since}, sort=[("updated_on", 1)]):
+            released += release_children(db, job["uuid"])
+    db.set_meta(SWEEP_KEY, started)
     return released

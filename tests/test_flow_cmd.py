@@ -34,6 +34,15 @@ def test_info_and_list(diamond, capsys):
     assert code == 3 and "no flow 7" in err
 
 
+def test_list_shows_the_newest_flows(penv, capsys):
+    for i in range(5):
+        submit_flow(Flow([tj.add(i, i)], name=f"f{i}"))
+    _, out, _ = run_main(capsys, "flow", "list", "-n", "2", "--json")
+    assert [f["name"] for f in json.loads(out)] == ["f3", "f4"]  # the newest two, oldest of them first
+    _, out, _ = run_main(capsys, "flow", "list", "--count", "--name", "f[0-2]")
+    assert out.strip() == "3"
+
+
 def test_graph_mermaid_and_dot(diamond, capsys):
     _, out, _ = run_main(capsys, "flow", "graph", "1")
     lines = out.splitlines()

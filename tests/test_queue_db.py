@@ -133,6 +133,56 @@ def test_flow_state_is_derived_from_jobs(db):
     assert db.get_flow("f1")["state"] == "COMPLETED"
 
 
+def test_flow_state_reads_the_states_present_only(db):
+    """Many jobs in a few states: the state comes out right from the (flow, state) index."""
+    states = ["COMPLETED"] * 50 + ["REMOTE_ERROR", "WAITING"] * 5
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job(f"j{i}", s) for i, s in enumerate(states)])
+    db.insert_flow({"uuid": "f2", "name": "y", "state": "READY"}, [job("other", "FAILED", flow="f2")])
+    assert db.refresh_flow_state("f1") == "RUNNING"  # REMOTE_ERROR is not a failure of the flow
+    db.update_job(3, {"state": "FAILED"})
+    assert db.refresh_flow_state("f1") == "FAILED"
+    assert db.refresh_flow_state("f2") == "FAILED" and db.refresh_flow_state("nothing") == "COMPLETED"
+
+
+def test_count_by_groups_in_the_database(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"},
+                   [job("a", worker="w1"), job("b", "COMPLETED", worker="w1"), job("c", "COMPLETED", worker="w2"),
+                    job("d", "FAILED", worker="w2")])  # fmt: skip
+    assert db.count_by(["worker", "state"]) == {("w1", "READY"): 1, ("w1", "COMPLETED"): 1, ("w2", "COMPLETED"): 1,
+                                                ("w2", "FAILED"): 1}  # fmt: skip
+    today = db.get_job(db_id=1)["updated_on"][:10]
+    assert db.count_by(["updated_day", "state"], {"state": ["COMPLETED", "FAILED"]}) == {
+        (today, "COMPLETED"): 2, (today, "FAILED"): 1}
+    assert db.count_by(["state"], {"worker": "w1", "updated_since": "2999-01-01"}) == {}
+
+
+def test_count_flows_and_newest_first(db):
+    for i in range(5):
+        db.insert_flow({"uuid": f"f{i}", "name": f"run-{i % 2}", "state": "READY"}, [job(f"j{i}", flow=f"f{i}")])
+    assert db.count_flows() == 5 and db.count_flows({"name_glob": "run-1"}) == 2
+    assert [f["uuid"] for f in db.find_flows(sort=[("db_id", -1)], limit=2)] == ["f4", "f3"]
+
+
+def test_release_sweep_looks_only_at_recently_finished_jobs(db):
+    from datetime import datetime, timedelta, timezone
+
+    from jfr_lib.dependencies import SWEEP_KEY, sweep_waiting
+
+    def stamp(hours: float) -> str:
+        return (datetime.now(timezone.utc) + timedelta(hours=hours)).isoformat(timespec="milliseconds")
+
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"},
+                   [job("p1", "COMPLETED"), job("c1", "WAITING", ["p1"])])  # fmt: skip
+    assert sweep_waiting(db) == [2]  # the first sweep of a database looks at every WAITING job
+    db.insert_flow({"uuid": "f2", "name": "y", "state": "READY"},
+                   [job("p2", "COMPLETED", flow="f2"), job("c2", "WAITING", ["p2"], flow="f2")])  # fmt: skip
+    db.set_meta(SWEEP_KEY, stamp(2))  # as if p2 had finished well before the last sweep
+    assert sweep_waiting(db) == [] and db.get_job(db_id=4)["state"] == "WAITING"  # not looked at
+    db.set_meta(SWEEP_KEY, stamp(-0.1))
+    assert sweep_waiting(db) == [4]  # p2 finished since the last sweep: its child is released
+    assert db.get_meta(SWEEP_KEY) > stamp(-0.05)
+
+
 def test_name_glob_and_time_window(db):
     db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("relax-1"), job("relax-2"), job("static")])
     assert [j["uuid"] for j in db.find_jobs({"name_glob": "job-relax-*"}, sort=[("db_id", 1)])] == [
@@ -263,3 +313,22 @@ def test_stop_request_survives_a_concurrent_heartbeat(db):
     successor = lease.new_lease(5, 15)
     assert lease.acquire(db, successor)[0]
     assert lease.heartbeat(db, successor, []) == "ok"  # a request for the old runner is not for the next
+
+
+def test_an_older_database_gets_the_new_indexes(tmp_path):
+    import sqlite3
+
+    from jfr_lib.queue_db.sqlite import _FLOW_STATES, SQLiteQueueDB
+
+    path = tmp_path / "queue.db"
+    SQLiteQueueDB(path).close()
+    conn = sqlite3.connect(path)  # as an older jfr left it
+    conn.executescript("DROP INDEX jobs_flow_state; DROP INDEX jobs_state_updated; "
+                       "CREATE INDEX jobs_flow ON jobs (flow_uuid);")  # fmt: skip
+    conn.close()
+    d = SQLiteQueueDB(path)
+    names = {r[0] for r in d.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"jobs_flow_state", "jobs_state_updated"} <= names and "jobs_flow" not in names
+    plan = " ".join(r[3] for r in d.conn.execute("EXPLAIN QUERY PLAN " + _FLOW_STATES, ("f",)))
+    assert "COVERING INDEX jobs_flow_state" in plan and "SCAN jobs" not in plan
+    d.close()

@@ -18,9 +18,19 @@ from jfr_lib.states import JobState
 from jfr_lib.submit import RUN_CONFIG_KEYS, new_job_document
 from jfr_lib.worker import OUT_FILE, STORE_FILE, store_object_hook
 
+#: Seconds between two sweeps for children left waiting (see :func:`sweep_waiting`).
+SWEEP_EVERY = 300
+
 
 def prepare(ctx: ActionContext) -> None:
-    """At start: release children that a killed runner left waiting."""
+    """At start: release children that a killed runner or process left waiting."""
+    _sweep(ctx)
+
+
+def _sweep(ctx: ActionContext) -> None:
+    import time
+
+    ctx.last_sweep = time.monotonic()
     released = sweep_waiting(ctx.db)
     if released:
         ctx.log.info("released %d waiting jobs whose parents were done", len(released))
@@ -173,6 +183,10 @@ def complete(ctx: ActionContext, job: dict) -> None:
 
 
 def step(ctx: ActionContext) -> int:
+    import time
+
+    if time.monotonic() - getattr(ctx, "last_sweep", 0.0) > SWEEP_EVERY:
+        _sweep(ctx)  # mends a release that another process, killed meanwhile, left half done
     moved = 0
     while (job := ctx.claim(JobState.DOWNLOADED)) is not None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 from jfr_lib.cli.output import add_json_flag, print_json, print_table
@@ -16,10 +17,14 @@ def add_arguments(sub) -> None:
                        "or its uuid.")  # fmt: skip
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
-    lst = verbs.add_parser("list", help="list flows", description="List flows, oldest first.")
+    lst = verbs.add_parser("list", help="list flows",
+                           description="List the newest flows (100 unless -n), oldest of them first.")
     lst.add_argument("-s", "--state", metavar="STATE", action="append",
                      help="only flows in this state (repeat or separate with commas)")  # fmt: skip
     lst.add_argument("--name", metavar="GLOB", help="only flows whose name matches")
+    lst.add_argument("-n", "--limit", metavar="N", type=int, default=100,
+                     help="show the newest N flows (default 100; 0: all)")  # fmt: skip
+    lst.add_argument("--count", action="store_true", help="print only how many flows match")
     add_json_flag(lst)
     lst.set_defaults(func=run_list)
     info = verbs.add_parser("info", help="show a flow and its jobs",
@@ -79,13 +84,15 @@ def run_list(args) -> int:
     states = states_of(args.state, FlowState)
     if states:
         query["state"] = states
+    if args.name:
+        query["name_glob"] = args.name
     _, db = _open(args)
     with db:
-        flows = db.find_flows(query, sort=[("db_id", 1)])
-    if args.name:
-        import fnmatch
-
-        flows = [f for f in flows if fnmatch.fnmatchcase(f.get("name") or "", args.name)]
+        if args.count:
+            n = db.count_flows(query)
+            print(json.dumps({"count": n}) if args.json else n)
+            return 0
+        flows = db.find_flows(query, sort=[("db_id", -1)], limit=max(args.limit, 0))[::-1]
     rows = [{k: f.get(k) for k in LIST_KEYS} for f in flows]
     if args.json:
         print_json(rows)
@@ -100,10 +107,8 @@ def run_info(args) -> int:
     _, db = _open(args)
     with db:
         flow = get_flow_or_fail(db, args.flow_id)
+        counts = db.count_states({"flow_uuid": flow["uuid"]})
         jobs = db.find_jobs({"flow_uuid": flow["uuid"]}, sort=[("db_id", 1)])
-    counts = {}
-    for job in jobs:
-        counts[job["state"]] = counts.get(job["state"], 0) + 1
     data = {**{k: flow.get(k) for k in LIST_KEYS}, "states": counts,
             "jobs": [{k: j.get(k) for k in ("db_id", "uuid", "index", "name", "state", "worker")} for j in jobs]}
     if args.json:
@@ -211,16 +216,21 @@ def run_graph(args) -> int:
 def run_report(args) -> int:
     from datetime import date, timedelta
 
-    project, db = _open(args)
-    with db:
+    from jfr_lib.queue_db.base import UPDATED_DAY
+
+    _, db = _open(args)
+    since = (date.today() - timedelta(days=args.days - 1)).isoformat()
+    with db:  # aggregates computed by the database: no job document is read
         states = db.count_states()
-        workers = {w: c for w in project.workers if (c := db.count_states({"worker": w}))}
-        since = (date.today() - timedelta(days=args.days - 1)).isoformat()
-        recent = db.find_jobs({"state": ["COMPLETED", "FAILED"], "updated_since": since})
+        per_worker = db.count_by(["worker", "state"])
+        per_day = db.count_by([UPDATED_DAY, "state"], {"state": ["COMPLETED", "FAILED"], "updated_since": since})
+    workers = {}
+    for (worker, state), n in sorted(per_worker.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        workers.setdefault(worker, {})[state] = n
     days = {(date.today() - timedelta(days=n)).isoformat(): {"COMPLETED": 0, "FAILED": 0} for n in range(args.days)}
-    for job in recent:
-        if job["updated_on"][:10] in days:
-            days[job["updated_on"][:10]][job["state"]] += 1
+    for (day, state), n in per_day.items():
+        if day in days:
+            days[day][state] += n
     data = {"jobs": sum(states.values()), "states": states, "workers": workers,
             "days": [{"day": d, **v} for d, v in sorted(days.items())]}  # fmt: skip
     if args.json:

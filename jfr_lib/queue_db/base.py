@@ -42,6 +42,10 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+#: Pseudo-field of :meth:`QueueDB.count_by`: the day (``YYYY-MM-DD``) of ``updated_on``.
+UPDATED_DAY = "updated_day"
+
+
 def check_query(query: dict, columns) -> None:
     for key in query:
         if key not in columns and key not in EXTRA_KEYS:
@@ -112,6 +116,15 @@ class QueueDB(ABC):
         """state -> number of jobs matching ``query``."""
 
     @abstractmethod
+    def count_by(self, fields, query=None) -> dict:
+        """How many jobs match ``query``, per combination of values of ``fields``.
+
+        ``fields`` are job columns, or ``updated_day`` (the date of ``updated_on``).
+        Computed by the database from its indexes, never from job documents.
+        Returns ``{(value, ...): count}``.
+        """
+
+    @abstractmethod
     def children(self, uuid: str) -> list:
         """Jobs that list ``uuid`` among their parents."""
 
@@ -122,6 +135,10 @@ class QueueDB(ABC):
     @abstractmethod
     def find_flows(self, query=None, sort=None, limit: int = 0) -> list:
         """Flows matching ``query``."""
+
+    @abstractmethod
+    def count_flows(self, query=None) -> int:
+        """Number of flows matching ``query``."""
 
     def get_job(self, db_id=None, uuid=None, index=None) -> dict | None:
         """One job by db_id, or by uuid (and index; the highest when omitted)."""
@@ -167,7 +184,11 @@ class QueueDB(ABC):
 
     @abstractmethod
     def refresh_flow_state(self, uuid: str) -> str:
-        """Recompute a flow's state from its jobs, store and return it."""
+        """Recompute a flow's state from its jobs, store and return it.
+
+        Only the set of states present in the flow is read, from an index on
+        (flow, state): the cost does not grow with the number of jobs.
+        """
 
     def release_job(self, db_id: int, lock_id: str, changes=None) -> bool:
         """Drop a lock, optionally with other changes."""

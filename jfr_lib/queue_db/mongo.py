@@ -15,6 +15,7 @@ from jfr_lib.queue_db.base import (
     FLOW_COLUMNS,
     JOB_COLUMNS,
     SCHEMA_VERSION,
+    UPDATED_DAY,
     QueueDB,
     check_query,
     now_iso,
@@ -41,6 +42,15 @@ def _filter(query: dict | None, columns) -> dict:
         else:
             out[key] = str(value) if key == "state" and value is not None else value
     return out
+
+
+#: Indexes added after the first schema (as in the SQLite backend); every open adds those missing.
+_INDEXES = {
+    # distinct states of a flow from the index alone (refresh_flow_state), a flow's jobs
+    "jobs_flow_state": [("flow_uuid", 1), ("state", 1)],
+    # finished jobs by time (flow report per day, the release sweep at runner start)
+    "jobs_state_updated": [("state", 1), ("updated_on", 1)],
+}
 
 
 def _sort(sort) -> list | None:
@@ -96,7 +106,6 @@ class MongoQueueDB(QueueDB):
             self.jobs.create_index([("db_id", 1)], unique=True)
             self.jobs.create_index([("state", 1), ("priority", -1), ("db_id", 1)])
             self.jobs.create_index([("worker", 1), ("state", 1)])
-            self.jobs.create_index([("flow_uuid", 1)])
             self.jobs.create_index([("parents", 1)])
             self.jobs.create_index([("lock_id", 1)])
             self.flows.create_index([("uuid", 1)], unique=True)
@@ -111,6 +120,10 @@ class MongoQueueDB(QueueDB):
                 f"queue database schema version {version} is newer than this jfr knows "
                 f"({SCHEMA_VERSION}): upgrade jfr"
             )
+        have = set(self.jobs.index_information())
+        for name, keys in _INDEXES.items():
+            if name not in have:
+                self.jobs.create_index(keys, name=name)
 
     def close(self):
         if type(self.client).__module__.split(".")[0] != "mongomock":  # the shared test client stays open
@@ -232,6 +245,13 @@ class MongoQueueDB(QueueDB):
                     {"$group": {"_id": "$state", "n": {"$sum": 1}}}]  # fmt: skip
         return {d["_id"]: d["n"] for d in self.jobs.aggregate(pipeline)}
 
+    def count_by(self, fields, query=None):
+        keys = {f"k{i}": ({"$substr": ["$updated_on", 0, 10]} if f == UPDATED_DAY else f"${f}")
+                for i, f in enumerate(fields)}  # fmt: skip
+        pipeline = [{"$match": _filter(query, JOB_COLUMNS)}, {"$group": {"_id": keys, "n": {"$sum": 1}}}]
+        groups = self.jobs.aggregate(pipeline)
+        return {tuple(d["_id"].get(f"k{i}") for i in range(len(fields))): d["n"] for d in groups}
+
     def children(self, uuid):
         return [_clean(d) for d in self.jobs.find({"parents": uuid}, sort=[("db_id", 1)])]
 
@@ -242,6 +262,9 @@ class MongoQueueDB(QueueDB):
                 best[d["uuid"]] = d["index"]
                 out[d["uuid"]] = d["state"]
         return out
+
+    def count_flows(self, query=None):
+        return self.flows.count_documents(_filter(query, FLOW_COLUMNS))
 
     def find_flows(self, query=None, sort=None, limit=0):
         cur = self.flows.find(_filter(query, FLOW_COLUMNS), sort=_sort(sort), limit=int(limit))
@@ -289,6 +312,7 @@ class MongoQueueDB(QueueDB):
     def refresh_flow_state(self, uuid):
         from jfr_lib.states import flow_state
 
+        # distinct on the (flow_uuid, state) index reads no job document;
         # two writers may race; the later one always reads the newer job states
         for _ in range(3):
             new = str(flow_state(self.jobs.distinct("state", {"flow_uuid": uuid})))

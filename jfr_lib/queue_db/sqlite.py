@@ -20,6 +20,7 @@ from jfr_lib.queue_db.base import (
     FLOW_COLUMNS,
     JOB_COLUMNS,
     SCHEMA_VERSION,
+    UPDATED_DAY,
     QueueDB,
     check_query,
     now_iso,
@@ -50,7 +51,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, priority DESC, db_id);
 CREATE INDEX IF NOT EXISTS jobs_worker_state ON jobs (worker, state);
-CREATE INDEX IF NOT EXISTS jobs_flow ON jobs (flow_uuid);
 CREATE INDEX IF NOT EXISTS jobs_lock ON jobs (lock_id) WHERE lock_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_on);
 CREATE INDEX IF NOT EXISTS jobs_name ON jobs (name);
@@ -71,6 +71,15 @@ CREATE TABLE IF NOT EXISTS flows (
 );
 CREATE INDEX IF NOT EXISTS flows_state ON flows (state);
 """
+
+
+#: Indexes added after the first schema; every open adds those a database lacks.
+_INDEXES = {
+    # a flow's states by skip scan (refresh_flow_state), its jobs (flow info, delete)
+    "jobs_flow_state": "CREATE INDEX jobs_flow_state ON jobs (flow_uuid, state)",
+    # finished jobs by time (flow report per day, the release sweep at runner start)
+    "jobs_state_updated": "CREATE INDEX jobs_state_updated ON jobs (state, updated_on)",
+}
 
 
 def _where(query: dict | None, mapping: dict) -> tuple:
@@ -116,6 +125,19 @@ def _order(sort, mapping: dict) -> str:
             raise ValueError(f"cannot sort on {key!r}")
         parts.append(f"{mapping[key]} {'DESC' if direction < 0 else 'ASC'}")
     return " ORDER BY " + ", ".join(parts)
+
+
+#: The distinct states of a flow's jobs, one index seek each (a skip scan of
+#: (flow_uuid, state)): the cost is the number of states, not of jobs.
+_FLOW_STATES = """
+WITH RECURSIVE present(state) AS (
+    SELECT MIN(state) FROM jobs WHERE flow_uuid = ?1
+    UNION ALL
+    SELECT (SELECT MIN(state) FROM jobs WHERE flow_uuid = ?1 AND state > present.state)
+    FROM present WHERE present.state IS NOT NULL
+)
+SELECT state FROM present WHERE state IS NOT NULL
+"""
 
 
 class SQLiteQueueDB(QueueDB):
@@ -169,6 +191,17 @@ class SQLiteQueueDB(QueueDB):
             )
         # FULL: a transaction reported committed survives a power cut.
         self.conn.execute("PRAGMA synchronous=FULL")
+        self._ensure_indexes()
+
+    def _ensure_indexes(self):
+        """Add the indexes that databases made by an older jfr lack (built once, then only looked up)."""
+        have = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        wanted = {name: sql for name, sql in _INDEXES.items() if name not in have}
+        if wanted or "jobs_flow" in have:
+            with self._write() as c:
+                for sql in wanted.values():
+                    c.execute(sql)
+                c.execute("DROP INDEX IF EXISTS jobs_flow")  # the (flow_uuid, state) index covers it
 
     @contextmanager
     def _write(self):
@@ -307,6 +340,12 @@ class SQLiteQueueDB(QueueDB):
         ).fetchall()
         return {r[0]: r[1] for r in rows}
 
+    def count_by(self, fields, query=None):
+        where, params = _where(query, _JOB_SQL)
+        cols = [("substr(updated_on, 1, 10)" if f == UPDATED_DAY else _JOB_SQL[f]) for f in fields]
+        sql = f"SELECT {', '.join(cols)}, COUNT(*) FROM jobs{where} GROUP BY {', '.join(cols)}"
+        return {tuple(r[:-1]): r[-1] for r in self.conn.execute(sql, params)}
+
     def children(self, uuid):
         rows = self.conn.execute(
             "SELECT jobs.* FROM jobs JOIN job_parents ON jobs.db_id = job_parents.child_db_id "
@@ -328,6 +367,10 @@ class SQLiteQueueDB(QueueDB):
             )
             out.update({r[0]: r[1] for r in rows})
         return out
+
+    def count_flows(self, query=None):
+        where, params = _where(query, _FLOW_SQL)
+        return self.conn.execute(f"SELECT COUNT(*) FROM flows{where}", params).fetchone()[0]
 
     def find_flows(self, query=None, sort=None, limit=0):
         where, params = _where(query, _FLOW_SQL)
@@ -431,8 +474,7 @@ class SQLiteQueueDB(QueueDB):
         from jfr_lib.states import flow_state
 
         with self._write() as c:
-            states = [r[0] for r in c.execute(
-                "SELECT DISTINCT state FROM jobs WHERE flow_uuid = ?", (uuid,))]
+            states = [r[0] for r in c.execute(_FLOW_STATES, (uuid,))]
             new = str(flow_state(states))
             c.execute(
                 "UPDATE flows SET state = ?, updated_on = ? WHERE uuid = ? AND state != ?",
