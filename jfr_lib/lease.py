@@ -18,25 +18,17 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from jfr_lib.proc import process_start
+
 KEY = "runner"
 STOP_KEY = "runner_stop"
 RUNNING, STALE, STOPPED = "running", "stale", "stopped"
 
 
-def _process_start(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (tells a reused pid apart)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return None if fields[0] in ("Z", "X") else fields[19]
-    except (OSError, IndexError):
-        return None
-
-
 def alive_here(lease: dict) -> bool:
     """On the lease's own host: whether its process still exists."""
     if os.path.isdir("/proc"):
-        return _process_start(int(lease["pid"])) == lease.get("proc_start")
+        return process_start(int(lease["pid"])) == lease.get("proc_start")
     try:
         os.kill(int(lease["pid"]), 0)
         return True
@@ -77,7 +69,7 @@ def new_lease(heartbeat: float, stale_after: float, **extra) -> dict:
         "token": uuid.uuid4().hex,
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "proc_start": _process_start(os.getpid()),
+        "proc_start": process_start(os.getpid()),
         "user": getpass.getuser(),
         "started": now,
         "started_on": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -102,7 +102,8 @@ def run_action(project, action: str, once: bool, stop_flag, lock_id=None, status
                 timeout = project.runner.idle_sleep
                 if hasattr(module, "next_due"):
                     timeout = min(timeout, module.next_due(ctx))
-                if wake.wait(timeout):
+                extra = module.wait_fds(ctx) if hasattr(module, "wait_fds") else ()
+                if wake.wait(timeout, extra):
                     ctx.woken_at = time.monotonic()
     finally:
         if wake is not None:

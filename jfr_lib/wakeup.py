@@ -52,11 +52,17 @@ class Wakeup:
         # our own idle writer keeps the FIFO from reporting end-of-file forever
         self._keep = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
 
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds; True when woken by a notification."""
-        ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
+    def wait(self, timeout: float, extra=()) -> bool:
+        """Sleep up to ``timeout`` seconds; True when woken by a notification.
+
+        ``extra`` file descriptors (pidfds of watched processes) also end the
+        wait when they become readable; they are left as they are.
+        """
+        ready, _, _ = select.select([self.fd, *extra], [], [], max(0.0, timeout))
         if not ready:
             return False
+        if self.fd not in ready:
+            return True
         try:
             while os.read(self.fd, 4096):
                 pass

@@ -4,14 +4,18 @@ A cold ``python -m jfr_lib.worker`` spends most of a short job importing
 jobflow, maggma and their dependencies. On the runner's own machine the runner
 keeps one more process, the *warm server*, forked from its parent after those
 imports. The job's script still runs as usual (through the shell queue, with
-its exports, modules and pre/post commands); its ``python -m jfr_lib.worker
-RUN_DIR --warm SOCKET`` connects to the server's Unix socket, hands over its
-standard streams, environment, working folder and ``sys.path``, and the server
-forks a process that becomes the job: it takes that environment, runs the job
-exactly as a cold worker would, and reports the exit code back. The client
-stays in the foreground for the queue and relays signals (a ``jfr job stop``
-SIGTERM reaches the job); if the client dies, the job is terminated as if it
-had received SIGTERM.
+its exports, modules and pre/post commands); its worker command is a small
+client (:mod:`jfr_lib.warm_client`, started with ``python -S`` so that it does
+not even pay for ``site``) that connects to the server's Unix socket and hands
+over its standard streams, environment and working folder. The server works out the
+``sys.path`` the job would have had (its folder, its PYTHONPATH, then what
+``site`` gives this Python, learnt once at start) and forks a process that
+becomes the job: it takes that environment, runs the job exactly as a cold
+worker would, and reports the exit code back. The client stays in the
+foreground for the queue and relays signals (a ``jfr job stop`` SIGTERM
+reaches the job); if the client dies, the job is terminated as if it had
+received SIGTERM. A job that must start cold makes the client replace itself
+with ``python -m jfr_lib.worker``.
 
 A job starts warm only when nothing the preloaded modules read at import time
 could differ: same machine, same Python executable, a ``sys.path`` that finds
@@ -23,8 +27,7 @@ reason on its standard error. The global generators of ``random`` and
 ``numpy.random`` are reseeded in every job. ``runner.warm_start: false`` turns
 warm starts off.
 
-This module imports only the standard library: the client side runs in the
-job's fresh interpreter, before anything heavy is loaded.
+This module imports only the standard library.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
+
+from jfr_lib.warm_client import CONNECT_TIMEOUT, receive, send
 
 #: Prefixes (and whole names) of environment variables read when modules load.
 IMPORT_TIME_VARIABLES = (
@@ -43,13 +47,13 @@ IMPORT_TIME_VARIABLES = (
     "LANG", "LC_",
 )  # fmt: skip
 RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-CONNECT_TIMEOUT = 5.0
-REPLY_TIMEOUT = 30.0
 
 
-def socket_path(base_dir) -> Path:
+def socket_path(base_dir):
     """The server's socket: in the data folder, or, when that path is too long for a
     socket name (about 100 bytes), in a private folder of this user under the temporary folder."""
+    from pathlib import Path
+
     path = Path(base_dir) / "wake" / "warm.sock"
     if len(os.fsencode(path)) <= 100:
         return path
@@ -60,7 +64,7 @@ def socket_path(base_dir) -> Path:
     return Path(tempfile.gettempdir()) / f"jfr-{os.getuid()}" / f"{digest}.sock"
 
 
-def _private_folder(folder: Path) -> str | None:
+def _private_folder(folder) -> str | None:
     """Create ``folder`` for this user only; why it cannot be used, if so."""
     folder.mkdir(parents=True, exist_ok=True)
     st = os.lstat(folder)
@@ -138,6 +142,40 @@ def _module_files(folder: str) -> str | None:
     return hits[0] if hits else None
 
 
+#: sys.path of a fresh interpreter of this Python without PYTHONPATH (set by :func:`serve`).
+SITE_PATH = None
+
+
+def learn_site_path(timeout: float = 60.0) -> list | None:
+    """The ``sys.path`` this Python gets from ``site`` (PYTHONPATH left out), asked of a fresh one."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        out = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"], env=env,
+                             cwd="/", capture_output=True, text=True, timeout=timeout, check=True).stdout  # fmt: skip
+        return [p for p in json.loads(out) if p]  # "" is the current folder
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def job_path(request: dict) -> list | None:
+    """The ``sys.path`` the job would have in a fresh ``python -m``: the client's own, or,
+    from a client started without ``site``, its folder, its PYTHONPATH and :data:`SITE_PATH`."""
+    cwd = request.get("cwd") or "/"
+    if request.get("path") is not None:
+        return [entry or cwd for entry in request["path"]]  # "" is the job's folder
+    if SITE_PATH is None:
+        return None
+    env = request.get("env") or {}
+    # as Python does: every PYTHONPATH entry made absolute (an empty one is the folder), then
+    # site drops repeated entries, then ``-m`` puts the folder first
+    raw = env.get("PYTHONPATH")
+    extra = [os.path.abspath(os.path.join(cwd, p)) for p in raw.split(os.pathsep)] if raw else []
+    first = [] if env.get("PYTHONSAFEPATH") else [cwd]
+    return [*first, *dict.fromkeys([*extra, *SITE_PATH])]
+
+
 def mismatch(request: dict) -> str | None:
     """Why a job described by ``request`` cannot fork from this process (None: it can)."""
     env, executable = os.environ, sys.executable
@@ -146,7 +184,11 @@ def mismatch(request: dict) -> str | None:
     if os.path.realpath(request.get("executable") or "") != os.path.realpath(executable):
         return f"the job's Python is {request.get('executable')}, the runner's {executable}"
     cwd = request.get("cwd") or "/"
-    path = [entry or cwd for entry in request.get("path") or []]  # "" is the job's folder
+    path = job_path(request)
+    if path is None:
+        return "the warm server does not know this Python's site folders"
+    if request.get("path") is None and (request.get("env") or {}).get("HOME") != env.get("HOME"):
+        return "the job's HOME differs from the runner's (and with it the user's site folder)"
     # the job's folder differs for every job: look into it instead of caching a verdict on it
     module = (_module_files(cwd) if cwd in path else None) or shadowed([p for p in path if p != cwd])
     if module is not None:
@@ -156,75 +198,6 @@ def mismatch(request: dict) -> str | None:
     if differ:
         return f"environment variables read at import time differ: {', '.join(differ)}"
     return None
-
-
-def _read_line(conn: socket.socket, limit: int = 16 * 1024 * 1024) -> dict | None:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-        if len(data) > limit:
-            raise ValueError("message too long")
-    return json.loads(data)
-
-
-def _send(conn: socket.socket, message: dict) -> None:
-    conn.sendall(json.dumps(message).encode() + b"\n")
-
-
-# --- client (the job's own interpreter) ------------------------------------------------
-def run_warm(sock_path: str, argv: list) -> int | None:
-    """Have the warm server run the worker with ``argv``; its exit code, or None to start cold."""
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.settimeout(CONNECT_TIMEOUT)
-    try:
-        conn.connect(sock_path)
-    except OSError as exc:
-        print(f"jfr worker: starting cold: no warm server at {sock_path} ({exc.strerror})", file=sys.stderr)
-        conn.close()
-        return None
-    try:
-        request = {"host": socket.gethostname(), "executable": sys.executable, "path": sys.path,
-                   "env": dict(os.environ), "cwd": os.getcwd(), "argv": list(argv)}  # fmt: skip
-        sys.stdout.flush()
-        sys.stderr.flush()
-        socket.send_fds(conn, [b"J"], [0, 1, 2])
-        _send(conn, request)
-        conn.settimeout(REPLY_TIMEOUT)
-        reply = _read_line(conn)
-    except (OSError, ValueError) as exc:
-        print(f"jfr worker: starting cold: the warm server did not answer ({exc})", file=sys.stderr)
-        conn.close()
-        return None
-    if not reply or "pid" not in reply:
-        reason = (reply or {}).get("refused", "the warm server closed the connection")
-        print(f"jfr worker: starting cold: {reason}", file=sys.stderr)
-        conn.close()
-        return None
-    pid = int(reply["pid"])
-
-    def relay(signum, frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in RELAYED_SIGNALS:
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
-            signal.signal(signum, relay)
-    conn.settimeout(None)  # the job may run for days
-    try:
-        done = _read_line(conn)
-    except (OSError, ValueError):
-        done = None
-    finally:
-        conn.close()
-    if not done or "exit" not in done:
-        print(f"jfr worker: the job's process {pid} ended without reporting", file=sys.stderr)
-        return 1
-    return int(done["exit"])
 
 
 # --- server (a child of the runner) ------------------------------------------------------
@@ -257,6 +230,11 @@ def _write_status(status_file, state: str, jobs: int) -> None:
 def serve(project, stop_flag, log, status_file=None) -> None:
     """Accept job hand-overs until ``stop_flag()``; fork one process per job."""
     import select
+
+    global SITE_PATH
+    SITE_PATH = learn_site_path()
+    if SITE_PATH is None:
+        log.warning("warm server: cannot learn this Python's sys.path; jobs will start cold")
 
     path = socket_path(project.base_dir)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -320,12 +298,12 @@ def _hand_over(listener, conn, log) -> int:
             log.warning("warm server: refused a connection from uid %d", uid)
             return 0
         _, fds, _, _ = socket.recv_fds(conn, 1, 3)
-        request = _read_line(conn)
+        request = receive(conn)
         if request is None or len(fds) != 3:
             return 0
         reason = mismatch(request)
         if reason:
-            _send(conn, {"refused": reason})
+            send(conn, {"refused": reason})
             return 0
         pid = os.fork()
         if pid == 0:
@@ -341,7 +319,7 @@ def _hand_over(listener, conn, log) -> int:
                 os._exit(code)
         log.debug("warm start of %s as pid %d", request.get("argv"), pid)
         return 1
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         log.warning("warm server: a hand-over failed: %s", exc)
         return 0
     finally:
@@ -374,14 +352,14 @@ def _become_job(conn: socket.socket, fds: list, request: dict) -> int:
             logger.handlers.clear()
     os.environ.clear()
     os.environ.update(request["env"])
-    sys.path[:] = request["path"]
+    sys.path[:] = job_path(request)
     importlib.invalidate_caches()
     os.chdir(request["cwd"])
     random.seed()
-    if "numpy" in sys.modules:
-        sys.modules["numpy"].random.seed()
+    if "numpy.random" in sys.modules:  # not imported yet: the job's own import seeds it afresh
+        sys.modules["numpy.random"].seed()
     conn.settimeout(None)
-    _send(conn, {"pid": os.getpid()})
+    send(conn, {"pid": os.getpid()})
 
     finished = threading.Event()
 
@@ -406,5 +384,5 @@ def _become_job(conn: socket.socket, fds: list, request: dict) -> int:
     finished.set()
     sys.stdout.flush()
     sys.stderr.flush()
-    _send(conn, {"exit": code})
+    send(conn, {"exit": code})
     return code

@@ -179,11 +179,11 @@ def main(argv=None) -> int:
     if len(argv) != 1:
         print(USAGE, file=sys.stderr)
         return 2
-    if options["--warm"]:
-        from jfr_lib.warm import run_warm
+    if options["--warm"]:  # scripts written by a runner before warm_client.command existed
+        from jfr_lib.warm_client import hand_over
 
         rest = argv + (["--notify", options["--notify"]] if options["--notify"] else [])
-        code = run_warm(options["--warm"], rest)
+        code = hand_over(options["--warm"], rest, path=sys.path)
         if code is not None:
             return code
     code = run(argv[0])

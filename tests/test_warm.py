@@ -180,3 +180,30 @@ def test_a_long_data_folder_still_starts_warm(penv):
     (job,) = penv.jobs()
     assert job["state"] == "COMPLETED" and job["started"] == "warm"
     assert (socket_path(penv.project.base_dir).parent.stat().st_mode & 0o777) == 0o700
+
+
+@pytest.mark.e2e
+def test_a_warm_job_gets_the_sys_path_of_a_cold_one(penv, tmp_path):
+    """The warm client starts without site; the server works out the same sys.path a cold start has."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    penv.write(penv.path.read_text().replace(
+        "exec_config:\n", f"exec_config:\n  cold:\n    export:\n      OMP_NUM_THREADS: '2'\n"
+                          f"      PYTHONPATH: {extra}:$PYTHONPATH\n"
+                          f"  warm:\n    export:\n      PYTHONPATH: {extra}:$PYTHONPATH\n"))  # fmt: skip
+    warm, cold = tj.python_path(), tj.python_path()
+    set_run_config(warm, exec_config="warm")
+    set_run_config(cold, exec_config="cold")  # a thread count differs: this one starts cold
+    submit_flow(Flow([warm, cold]))
+    penv.run_until_idle()
+    jobs = {j["uuid"]: j for j in penv.jobs()}
+    assert (jobs[warm.uuid]["started"], jobs[cold.uuid]["started"]) == ("warm", "cold")
+    script = (Path(jobs[warm.uuid]["run_dir"]) / "submit.sh").read_text()
+    assert " -S -c " in script and "jfr_lib.warm_client" in script
+    w, c = penv.output(jobs[warm.uuid]), penv.output(jobs[cold.uuid])
+    assert w["path"][0] == w["cwd"] == jobs[warm.uuid]["run_dir"] and c["path"][0] == c["cwd"]
+
+    def own_folder_named(out):  # each job has its own folder; the rest must be the same
+        return ["FOLDER" if entry == out["cwd"] else entry for entry in out["path"]]
+
+    assert w["path"][1] == str(extra) and own_folder_named(w) == own_folder_named(c)

@@ -167,3 +167,11 @@ class JfremoteExecutionConfig(BaseModel):
     export: dict[str, Any] | None = None
     pre_run: str | None = None
     post_run: str | None = None
+
+
+@job
+def python_path():
+    """The job's sys.path and where it runs."""
+    import sys
+
+    return {"path": list(sys.path), "cwd": os.getcwd()}

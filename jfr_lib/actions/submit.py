@@ -53,11 +53,13 @@ def worker_command(worker, run_dir: str, notify=None, warm=None) -> str:
     import shlex
 
     python = worker.python or (sys.executable if worker.is_local else "python3")
+    if warm:
+        from jfr_lib import warm_client
+
+        return warm_client.command(python, run_dir, warm, notify)
     cmd = f"{python} -m jfr_lib.worker {shlex.quote(run_dir)}"
     if notify:
         cmd += f" --notify {shlex.quote(str(notify))}"
-    if warm:
-        cmd += f" --warm {shlex.quote(str(warm))}"
     return cmd
 
 
@@ -115,7 +117,12 @@ def submit(ctx: ActionContext, job: dict) -> None:
     result = host.run(command, cwd=run_dir)
     queue_id = queue.parse_submit(result.exit_code, result.stdout, result.stderr)
     stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    ctx.advance(job, JobState.SUBMITTED, queue_id=queue_id, submitted_on=stamp)
+    extra = {}
+    if worker.is_local and worker.scheduler_type == "shell":  # the monitor tells the pid from a reuse of it
+        from jfr_lib.proc import process_start
+
+        extra["queue_proc_start"] = process_start(int(queue_id))
+    ctx.advance(job, JobState.SUBMITTED, queue_id=queue_id, submitted_on=stamp, **extra)
 
 
 def step(ctx: ActionContext) -> int:

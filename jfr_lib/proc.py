@@ -1,0 +1,78 @@
+"""Processes on this machine: telling a pid apart from its reuse, and learning when one ends.
+
+The monitor learns that a local job ended from a pidfd (Linux 5.3 and newer),
+which becomes readable the moment the process exits: no ``ps`` polling, and the
+monitor's wait wakes up at once. Where pidfds are missing it falls back to
+asking the queue (``ps``) as for any other queue.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+
+def process_start(pid: int) -> str | None:
+    """Start time of a live process in clock ticks since boot (tells a reused pid apart)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else fields[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _command_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+class ProcessWatch:
+    """pidfds of processes we wait for, by key (a job's db_id).
+
+    Parameters
+    ----------
+    names
+        Command names the watched processes must have: a pid that now belongs to
+        a process of another name was reused, so the one we wanted is gone.
+    """
+
+    def __init__(self, names=("bash", "sh")):
+        self.names = tuple(names)
+        self._fds = {}
+        self.supported = hasattr(os, "pidfd_open") and os.path.isdir("/proc")
+        if self.supported:
+            try:
+                os.close(os.pidfd_open(os.getpid()))
+            except OSError:  # a kernel older than 5.3, or a sandbox forbidding it
+                self.supported = False
+
+    def alive(self, key, pid: int, start: str | None = None) -> bool:
+        """Whether process ``pid`` (started at ``start``, when known) is still running."""
+        fd = self._fds.get(key)
+        if fd is None:
+            try:
+                fd = os.pidfd_open(int(pid))
+            except ProcessLookupError:
+                return False
+            # checked once the pidfd holds the process: a reuse cannot happen after this
+            if (start is not None and process_start(pid) != start) or _command_name(pid) not in self.names:
+                os.close(fd)
+                return False
+            self._fds[key] = fd
+        return not select.select([fd], [], [], 0)[0]
+
+    def keep_only(self, keys) -> None:
+        """Stop watching every key not in ``keys``."""
+        for key in set(self._fds) - set(keys):
+            os.close(self._fds.pop(key))
+
+    def fds(self) -> list:
+        """The pidfds, to wait on with ``select``: each becomes readable when its process ends."""
+        return list(self._fds.values())
+
+    def close(self) -> None:
+        self.keep_only(())
