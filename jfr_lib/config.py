@@ -112,6 +112,9 @@ class RunnerOptions:
     log_max_bytes: int = _doc("size at which the runner log is rotated", 10 * 1024 * 1024)
     log_backups: int = _doc("rotated runner logs kept", 5)
     warm_start: bool = _doc("local shell jobs fork from a runner process with jobflow already loaded", True)
+    recycle_memory_mb: float = _doc("an action process whose resident memory grew by more than this many MB "
+                                    "(a large output went through it) is replaced by a fresh one after its step",
+                                    100.0)  # fmt: skip
     lock_timeout: float | None = _doc("seconds after which a lock counts as stale")
     delay_checkout: float | None = _doc("accepted for compatibility; unused")
     delay_check_run_status: float | None = _doc("alias of queue_poll_interval")

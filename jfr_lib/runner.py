@@ -88,6 +88,7 @@ def run_action(project, action: str, once: bool, stop_flag, lock_id=None, status
     ctx = ActionContext(project, action, lock_id=lock_id, status_file=status_file)
     ctx.stop_flag = stop_flag
     wake = None if once else Wakeup(project.base_dir, action)
+    start_mb = resident_mb()
     try:
         if hasattr(module, "prepare"):
             module.prepare(ctx)
@@ -98,6 +99,11 @@ def run_action(project, action: str, once: bool, stop_flag, lock_id=None, status
                 notify(project.base_dir, NEXT_ACTION[action])
             if once:
                 break
+            if moved and resident_mb() > start_mb + project.runner.recycle_memory_mb:
+                # freed memory mostly stays with the process: a fresh fork of the parent is small again
+                ctx.log.info("action %s grew from %.0f to %.0f MB: replacing it by a fresh process",
+                             action, start_mb, resident_mb())  # fmt: skip
+                raise Recycle
             if not moved:
                 timeout = project.runner.idle_sleep
                 if hasattr(module, "next_due"):
@@ -109,6 +115,23 @@ def run_action(project, action: str, once: bool, stop_flag, lock_id=None, status
         if wake is not None:
             wake.close()
         ctx.close()
+
+
+class Recycle(Exception):
+    """An action process asks to be replaced by a fresh one (see ``runner.recycle_memory_mb``)."""
+
+
+#: Exit code of an action process that asked to be replaced: restarted at once, not a failure.
+RECYCLED = 75
+
+
+def resident_mb() -> float:
+    """Resident memory of this process in MB (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class Runner:
@@ -180,6 +203,8 @@ class Runner:
             run_action(self.project, action, self.once,
                        lambda: stop["now"] or os.getppid() != parent,
                        lock_id=self.lock_for(action, index, os.getpid()), status_file=status)  # fmt: skip
+        except Recycle:
+            code = RECYCLED
         except BaseException:
             logging.getLogger(f"jfr.{action}").exception("action %s crashed", action)
             code = 1
@@ -239,6 +264,9 @@ class Runner:
     def child_ended(self, pid, action, index, status, started) -> None:
         released = self.release_locks(self.lock_for(action, index, pid))
         if self.stopping:
+            return
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == RECYCLED:
+            self.spawn(action, index)
             return
         lived = time.monotonic() - started
         n = 0 if lived > 60 else self.failures.get((action, index), 0)

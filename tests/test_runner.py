@@ -84,3 +84,38 @@ def test_stale_locks_are_released_at_start(penv):
     penv.run_until_idle()
     assert states(penv) == ["COMPLETED"]
     assert penv.jobs()[0]["lock_id"] is None
+
+
+def test_an_action_that_grew_is_replaced_by_a_fresh_process(penv):
+    """A large output leaves memory behind in the processes it went through: they are replaced."""
+    penv.write(runner={"recycle_memory_mb": 20})
+    big = tj.big_text(40)  # 40 MB through upload (its child reads it) and complete
+    with penv.start_runner() as runner:
+        runner.wait_children()
+        before = wait_for(lambda: len(action_pids(runner)) == RUNNER_CHILDREN and action_pids(runner), 30,
+                          message="the action processes named")  # fmt: skip
+        submit_flow([big, tj.length(big.output)])
+        wait_for(lambda: states(penv) == ["COMPLETED", "COMPLETED"], 120, message="both jobs COMPLETED")
+        log = penv.root / "logs" / "test.log"
+        wait_for(lambda: "action complete grew from" in log.read_text(), 30, message="the recycle line")
+        after = wait_for(lambda: len(action_pids(runner)) == RUNNER_CHILDREN and action_pids(runner), 30,
+                         message="every action process back")  # fmt: skip
+    assert penv.output(penv.jobs()[1]) == 40 * 1024 * 1024
+    assert after["complete"] != before["complete"] and after["checkout"] == before["checkout"]
+    assert "action upload grew from" in log.read_text()
+    assert "restarting in" not in log.read_text()  # a replacement, not a crash with its back-off
+
+
+def action_pids(runner) -> dict:
+    out = {}
+    for pid in children_of(runner.pid):
+        if gone(pid):  # a process that ended and is not reaped yet
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        if name.startswith("jfr-") and name != "jfr-job":
+            out[name[4:]] = pid
+    return out

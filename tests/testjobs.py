@@ -175,3 +175,9 @@ def python_path():
     import sys
 
     return {"path": list(sys.path), "cwd": os.getcwd()}
+
+
+@job
+def big_text(megabytes):
+    """An output of ``megabytes`` MB, stored in the docs store."""
+    return "x" * (megabytes * 1024 * 1024)
