@@ -3,8 +3,10 @@
 ``create`` is consistent while a runner works: the SQLite queue database is
 copied with SQLite's online backup API (one snapshot; a MongoDB one is dumped to
 extended JSON with pymongo, no server tools needed), and the embedded JobStore
-(montydb's SQLite files) is copied the same way while holding the JobStore's
-shared lock, which every writer respects. A backup is a folder with a
+(SQLite files: jfr's own store, or montydb's) is copied the same way, after the
+queue database (an output newer than the queue's copy is simply stored again
+when its job completes after a restore), holding the JobStore's shared lock
+where its writers need one. A backup is a folder with a
 ``manifest.json``; ``restore`` puts it into a project's data folder, keeping
 what was there under ``*.before-restore`` names.
 """
@@ -57,7 +59,8 @@ def _is_sqlite(path: Path) -> bool:
 
 def create(project, folder) -> dict:
     """Back the project's queue database and embedded JobStore up into ``folder`` (new or empty)."""
-    from jfr_lib.jobstore import _uses_files, jobstore_spec, store_lock
+    from jfr_lib.jobstore import embedded as is_embedded
+    from jfr_lib.jobstore import store_lock
 
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
@@ -71,7 +74,7 @@ def create(project, folder) -> dict:
             raise JfrError(f"{project.queue_db_path}: the project has no queue database yet")
         _sqlite_copy(project.queue_db_path, folder / "queue.db")
         files = ["queue.db"]
-    embedded = project.jobstore_dir.exists() and _uses_files(jobstore_spec(project))
+    embedded = project.jobstore_dir.exists() and is_embedded(project)
     if embedded:
         with store_lock(project, exclusive=False):
             for path in sorted(project.jobstore_dir.rglob("*")):

@@ -1,4 +1,4 @@
-"""``jfr admin``: unlock, upgrade, reset."""
+"""``jfr admin``: unlock, upgrade, migrate-jobstore, reset."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import sys
 
 
 def add_arguments(sub) -> None:
-    p = sub.add_parser("admin", help="maintenance of the queue database",
-                       description="Maintenance of the queue database: drop stale locks, migrate the "
-                       "schema, or empty it. Each refuses while a runner holds the project.")  # fmt: skip
+    p = sub.add_parser("admin", help="maintenance of the queue database and the JobStore",
+                       description="Maintenance of the queue database and the JobStore: drop stale locks, "
+                       "migrate the schema or an older embedded JobStore, or empty them. Each refuses while "
+                       "a runner holds the project.")  # fmt: skip
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     unlock = verbs.add_parser("unlock", help="drop the locks of jobs",
@@ -19,6 +20,14 @@ def add_arguments(sub) -> None:
     upgrade = verbs.add_parser("upgrade", help="migrate the queue database to this jfr's schema",
                                description="Run the schema migrations the queue database needs.")
     upgrade.set_defaults(func=run_upgrade)
+    migrate = verbs.add_parser("migrate-jobstore", help="copy an older embedded MontyStore into the SQLite store",
+                               description="Copy the embedded MontyStore that an earlier jfr made into the "
+                               "indexed SQLite store of new projects, check document counts and a sample of "
+                               "outputs, then switch the project to it (the montydb files are kept as "
+                               "*.migrated).")  # fmt: skip
+    migrate.add_argument("--sample", metavar="N", type=int, default=100,
+                         help="outputs compared after the copy (default 100)")  # fmt: skip
+    migrate.set_defaults(func=run_migrate)
     reset = verbs.add_parser("reset", help="remove every job and flow",
                              description="Remove every job and flow from the queue database (the JobStore "
                              "is kept unless --outputs). With more than 25 flows, confirm by typing "
@@ -73,6 +82,15 @@ def run_upgrade(args) -> int:
         version = db.schema_version()
     if version == SCHEMA_VERSION:
         print(f"the queue database is at schema {version}, the current one: nothing to do")
+    return 0
+
+
+def run_migrate(args) -> int:
+    from jfr_lib.jobstore import migrate
+
+    project, db = _open_idle(args)
+    db.close()
+    migrate(project, sample=args.sample)
     return 0
 
 
