@@ -16,15 +16,14 @@ PAUSED = str(JobState.PAUSED)
 
 
 def ready_to_run(db, job: dict) -> bool:
-    """Whether every parent of a WAITING job lets it run."""
-    parents = job.get("parents") or []
-    if not parents:
-        return True
-    states = db.latest_states(parents)
-    done = {str(JobState.COMPLETED)}
+    """Whether every parent of a stored job lets it run (see :meth:`QueueDB.parents_done`)."""
+    return db.parents_done(job["db_id"], _done(job))
+
+
+def _done(job: dict) -> set:
     if job.get("allow_failed_parents"):
-        done = {str(s) for s in DONE_STATES}
-    return all(states.get(p, str(JobState.COMPLETED)) in done for p in parents)
+        return {str(s) for s in DONE_STATES}
+    return {str(JobState.COMPLETED)}
 
 
 def release_children(db, uuid: str) -> list:
@@ -40,8 +39,8 @@ def release_children(db, uuid: str) -> list:
         db_ids of the released children.
     """
     released = []
-    for child in db.children(uuid):
-        if child["state"] == WAITING and ready_to_run(db, child):
+    for child in db.waiting_children(uuid):
+        if ready_to_run(db, child):
             if db.update_job(child["db_id"], {"state": READY, "previous_state": WAITING},
                              state=WAITING):  # fmt: skip
                 released.append(child["db_id"])

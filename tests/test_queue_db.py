@@ -183,6 +183,26 @@ def test_release_sweep_looks_only_at_recently_finished_jobs(db):
     assert db.get_meta(SWEEP_KEY) > stamp(-0.05)
 
 
+def test_waiting_children_and_parents_done(db):
+    tolerant = {**job("t", "WAITING", ["a", "b", "external"]), "allow_failed_parents": True}
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"},
+                   [job("a", "COMPLETED"), job("b", "FAILED"), job("c", "WAITING", ["a", "b"]), tolerant,
+                    job("d", "READY", ["a"])])  # fmt: skip
+    assert db.waiting_children("a") == [{"db_id": 3, "allow_failed_parents": False},
+                                        {"db_id": 4, "allow_failed_parents": True}]  # d is READY: not listed
+    assert not db.parents_done(3, ["COMPLETED"])  # b failed
+    assert db.parents_done(4, ["COMPLETED", "FAILED"])  # an unknown uuid is an external, done reference
+    db.insert_jobs([job("b", "COMPLETED", index=2)])  # b replaced: its highest index counts
+    assert db.parents_done(3, ["COMPLETED"])
+    many = [job(f"p{i}", "COMPLETED", flow="f2") for i in range(450)] + [job("p450", "RUNNING", flow="f2")]
+    db.insert_flow({"uuid": "f2", "name": "y", "state": "READY"},
+                   [*many, job("gather", "WAITING", [j["uuid"] for j in many], flow="f2")])  # fmt: skip
+    gather = db.get_job(uuid="gather")["db_id"]
+    assert not db.parents_done(gather, ["COMPLETED"])
+    db.update_job(db.get_job(uuid="p450")["db_id"], {"state": "COMPLETED"})
+    assert db.parents_done(gather, ["COMPLETED"])
+
+
 def test_name_glob_and_time_window(db):
     db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("relax-1"), job("relax-2"), job("static")])
     assert [j["uuid"] for j in db.find_jobs({"name_glob": "job-relax-*"}, sort=[("db_id", 1)])] == [
@@ -236,6 +256,7 @@ def _claimer(path, out_path, ready, gate):
     while (j := d.claim_job({"state": "READY"}, f"pid-{os.getpid()}")) is not None:
         if d.update_job(j["db_id"], {"state": "CHECKED_OUT"}, state="READY", lock_id=j["lock_id"]):
             got.append(j["db_id"])
+        time.sleep(0.0005)  # a little work per job, as an action does: the others get their turn
     d.close()
     with open(out_path, "w") as f:
         f.write("\n".join(map(str, got)))

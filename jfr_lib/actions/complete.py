@@ -118,7 +118,8 @@ def add_new_jobs(ctx: ActionContext, job: dict, response: dict) -> set:
         leaves = [u for u in graph["leaves"] if u != job["uuid"]]
         if children_before and leaves:
             ctx.db.add_parents(children_before, leaves)
-    ctx.db.update_flow(job["flow_uuid"], {"n_jobs": ctx.db.count_jobs({"flow_uuid": job["flow_uuid"]})})
+    if created:
+        ctx.db.update_flow(job["flow_uuid"], {"n_jobs": ctx.db.count_jobs({"flow_uuid": job["flow_uuid"]})})
     return created
 
 

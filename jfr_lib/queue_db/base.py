@@ -129,6 +129,18 @@ class QueueDB(ABC):
         """Jobs that list ``uuid`` among their parents."""
 
     @abstractmethod
+    def waiting_children(self, uuid: str) -> list:
+        """The WAITING jobs that list ``uuid`` among their parents, as small dicts
+        (``db_id``, ``allow_failed_parents``): no job document is decoded."""
+
+    @abstractmethod
+    def parents_done(self, db_id: int, done_states) -> bool:
+        """Whether every parent of job ``db_id`` is done: the job with its uuid and the
+        highest index is in ``done_states``, or no job has its uuid (an external
+        reference, whose output was there at submission). Stops at the first parent
+        that is not, so a job gathering many outputs costs little while they come."""
+
+    @abstractmethod
     def latest_states(self, uuids) -> dict:
         """uuid -> state of its highest index, for the uuids that are stored."""
 

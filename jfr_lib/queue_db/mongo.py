@@ -255,6 +255,20 @@ class MongoQueueDB(QueueDB):
     def children(self, uuid):
         return [_clean(d) for d in self.jobs.find({"parents": uuid}, sort=[("db_id", 1)])]
 
+    def waiting_children(self, uuid):
+        found = self.jobs.find({"parents": uuid, "state": "WAITING"}, {"db_id": 1, "allow_failed_parents": 1},
+                               sort=[("db_id", 1)])  # fmt: skip
+        return [{"db_id": d["db_id"], "allow_failed_parents": bool(d.get("allow_failed_parents"))} for d in found]
+
+    def parents_done(self, db_id, done_states):
+        doc = self.jobs.find_one({"db_id": int(db_id)}, {"parents": 1}) or {}
+        parents, done = doc.get("parents") or [], {str(s) for s in done_states}
+        for end in range(len(parents), 0, -200):  # the parents listed last tend to finish last
+            chunk = parents[max(0, end - 200) : end]
+            if any(state not in done for state in self.latest_states(chunk).values()):
+                return False
+        return True
+
     def latest_states(self, uuids):
         out, best = {}, {}
         for d in self.jobs.find({"uuid": {"$in": list(set(uuids))}}, {"uuid": 1, "index": 1, "state": 1}):

@@ -354,6 +354,25 @@ class SQLiteQueueDB(QueueDB):
         )
         return [self._job(r) for r in rows]
 
+    def waiting_children(self, uuid):
+        rows = self.conn.execute(
+            "SELECT jobs.db_id, json_extract(jobs.doc, '$.allow_failed_parents') FROM jobs "
+            "JOIN job_parents ON jobs.db_id = job_parents.child_db_id "
+            "WHERE job_parents.parent_uuid = ? AND jobs.state = 'WAITING' ORDER BY jobs.db_id",
+            (uuid,),
+        )
+        return [{"db_id": r[0], "allow_failed_parents": bool(r[1])} for r in rows]
+
+    def parents_done(self, db_id, done_states):
+        states = [str(s) for s in done_states]
+        row = self.conn.execute(
+            "SELECT 1 FROM job_parents AS p JOIN jobs AS j ON j.uuid = p.parent_uuid "
+            "WHERE p.child_db_id = ? AND j.idx = (SELECT MAX(idx) FROM jobs WHERE uuid = p.parent_uuid) "
+            f"AND j.state NOT IN ({','.join('?' * len(states))}) LIMIT 1",
+            [int(db_id), *states],
+        ).fetchone()
+        return row is None
+
     def latest_states(self, uuids):
         uuids = list(set(uuids))
         out = {}
