@@ -36,11 +36,12 @@ class ProcessWatch:
     Parameters
     ----------
     names
-        Command names the watched processes must have: a pid that now belongs to
-        a process of another name was reused, so the one we wanted is gone.
+        Command names the watched processes may have: a pid that now belongs to a
+        process of another name was reused, so the one we wanted is gone. A local
+        job's script is ``nohup`` for the instant before it becomes ``bash``.
     """
 
-    def __init__(self, names=("bash", "sh")):
+    def __init__(self, names=("bash", "sh", "nohup")):
         self.names = tuple(names)
         self._fds = {}
         self.supported = hasattr(os, "pidfd_open") and os.path.isdir("/proc")

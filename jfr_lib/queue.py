@@ -189,7 +189,7 @@ class QueueAdapter:
         seen = {}
         for qjob in jobs:
             state = qjob.state.name if qjob.state is not None else "UNKNOWN"
-            if self.scheduler_type == "shell" and qjob.name not in ("bash", "sh"):
+            if self.scheduler_type == "shell" and qjob.name not in ("bash", "sh", "nohup"):
                 continue  # the pid was reused by an unrelated process
             seen[str(qjob.job_id)] = JobStatus(str(qjob.job_id), state)
         return {str(i): seen.get(str(i), JobStatus(str(i), "GONE")) for i in queue_ids}

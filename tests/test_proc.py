@@ -86,3 +86,21 @@ def test_local_jobs_end_without_ps(penv, tmp_path):
     jobs = penv.jobs()
     assert [j["state"] for j in jobs] == ["COMPLETED", "COMPLETED"] and penv.output(jobs[1]) == 6
     assert "queue status failed" not in (penv.root / "logs" / "test.log").read_text()
+
+
+@watch_needed
+def test_the_script_is_the_job_while_nohup_starts_it(tmp_path):
+    """`nohup bash submit.sh`: for an instant the job's pid runs nohup, not yet bash."""
+    import shutil
+
+    fake = tmp_path / "nohup"  # a process whose command name is nohup
+    os.symlink(shutil.which("sleep"), fake)
+    proc = subprocess.Popen([str(fake), "60"])
+    watch = ProcessWatch()
+    try:
+        wait_for(lambda: process_start(proc.pid), 10, message="the process to start")
+        assert watch.alive("job", proc.pid, process_start(proc.pid))
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        watch.close()

@@ -203,6 +203,13 @@ def test_waiting_children_and_parents_done(db):
     assert db.parents_done(gather, ["COMPLETED"])
 
 
+def test_update_jobs_is_a_compare_and_set_for_each(db):
+    db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"},
+                   [job("a", "WAITING"), job("b", "READY"), job("c", "WAITING")])  # fmt: skip
+    assert db.update_jobs([1, 2, 3], {"state": "READY"}, state="WAITING") == [1, 3]
+    assert [j["state"] for j in db.find_jobs(sort=[("db_id", 1)])] == ["READY", "READY", "READY"]
+
+
 def test_name_glob_and_time_window(db):
     db.insert_flow({"uuid": "f1", "name": "x", "state": "READY"}, [job("relax-1"), job("relax-2"), job("static")])
     assert [j["uuid"] for j in db.find_jobs({"name_glob": "job-relax-*"}, sort=[("db_id", 1)])] == [
@@ -336,18 +343,22 @@ def test_stop_request_survives_a_concurrent_heartbeat(db):
     assert lease.heartbeat(db, successor, []) == "ok"  # a request for the old runner is not for the next
 
 
-def test_an_older_database_gets_the_new_indexes(tmp_path):
+def test_an_older_database_gets_what_it_lacks(tmp_path):
     import sqlite3
 
     from jfr_lib.queue_db.sqlite import _FLOW_STATES, SQLiteQueueDB
 
     path = tmp_path / "queue.db"
-    SQLiteQueueDB(path).close()
+    d = SQLiteQueueDB(path)
+    d.insert_flow({"uuid": "f", "name": "x", "state": "READY"},
+                  [job("a"), {**job("b", "WAITING", ["a"]), "allow_failed_parents": True}])  # fmt: skip
+    d.close()
     conn = sqlite3.connect(path)  # as an older jfr left it
     conn.executescript("DROP INDEX jobs_flow_state; DROP INDEX jobs_state_updated; "
-                       "CREATE INDEX jobs_flow ON jobs (flow_uuid);")  # fmt: skip
+                       "CREATE INDEX jobs_flow ON jobs (flow_uuid); ALTER TABLE job_parents DROP COLUMN tolerant;")
     conn.close()
     d = SQLiteQueueDB(path)
+    assert d.waiting_children("a") == [{"db_id": 2, "allow_failed_parents": True}]  # filled from the documents
     names = {r[0] for r in d.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"jobs_flow_state", "jobs_state_updated"} <= names and "jobs_flow" not in names
     plan = " ".join(r[3] for r in d.conn.execute("EXPLAIN QUERY PLAN " + _FLOW_STATES, ("f",)))

@@ -454,8 +454,9 @@ def test_same_result_as_run_locally(runs, name):
     static = {j.uuid for j, _ in flow.iterflow()}
     got_fixed, got_made = comparable(runs["jfr"][name], static)
     want_fixed, want_made = comparable(expected, static)
-    assert got_fixed == want_fixed
-    assert got_made == want_made
+    errors = {j["name"]: j.get("error") for j in runs["jobs"][flow.uuid] if j.get("error")}
+    assert got_fixed == want_fixed, errors
+    assert got_made == want_made, errors
 
 
 def test_the_suite_is_broad_and_quick(runs):

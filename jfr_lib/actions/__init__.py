@@ -147,6 +147,10 @@ class ActionContext:
         if not ok:
             self.log.warning("job %s: changed by someone else before reaching %s", job["db_id"], new_state)
             self.db.release_job(job["db_id"], self.lock_id)
+        elif new_state in STATE_ACTIONS:  # the next action starts on it now, not when this step ends
+            from jfr_lib.wakeup import notify
+
+            notify(self.project.base_dir, STATE_ACTIONS[new_state])
         return ok
 
     def fail(self, job: dict, message: str, tb: str | None = None, state=JobState.FAILED) -> None:

@@ -178,6 +178,10 @@ class QueueDB(ABC):
         """Compare-and-set: apply ``changes`` if the job is in ``state`` and
         holds ``lock_id``; records ``updated_on``. Returns whether it applied."""
 
+    def update_jobs(self, db_ids, changes: dict, state=ANY) -> list:
+        """:meth:`update_job` on several jobs (each a compare-and-set); the db_ids changed."""
+        return [i for i in db_ids if self.update_job(i, changes, state=state)]
+
     @abstractmethod
     def add_parents(self, child_db_ids, parent_uuids) -> None:
         """Add parents to jobs (a detour makes its leaves parents of the children)."""

@@ -57,6 +57,7 @@ CREATE INDEX IF NOT EXISTS jobs_name ON jobs (name);
 CREATE TABLE IF NOT EXISTS job_parents (
     child_db_id INTEGER NOT NULL REFERENCES jobs (db_id) ON DELETE CASCADE,
     parent_uuid TEXT NOT NULL,
+    tolerant INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (child_db_id, parent_uuid)
 );
 CREATE INDEX IF NOT EXISTS job_parents_parent ON job_parents (parent_uuid);
@@ -194,14 +195,19 @@ class SQLiteQueueDB(QueueDB):
         self._ensure_indexes()
 
     def _ensure_indexes(self):
-        """Add the indexes that databases made by an older jfr lack (built once, then only looked up)."""
+        """Add what databases made by an older jfr lack (built once, then only looked up)."""
         have = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         wanted = {name: sql for name, sql in _INDEXES.items() if name not in have}
-        if wanted or "jobs_flow" in have:
+        tolerant = any(r[1] == "tolerant" for r in self.conn.execute("PRAGMA table_info(job_parents)"))
+        if wanted or "jobs_flow" in have or not tolerant:
             with self._write() as c:
                 for sql in wanted.values():
                     c.execute(sql)
                 c.execute("DROP INDEX IF EXISTS jobs_flow")  # the (flow_uuid, state) index covers it
+                if not tolerant:  # whether the child runs without its parents' outputs, beside each link
+                    c.execute("ALTER TABLE job_parents ADD COLUMN tolerant INTEGER NOT NULL DEFAULT 0")
+                    c.execute("UPDATE job_parents SET tolerant = 1 WHERE child_db_id IN (SELECT db_id FROM jobs "
+                              "WHERE json_extract(doc, '$.allow_failed_parents'))")  # fmt: skip
 
     @contextmanager
     def _write(self):
@@ -286,9 +292,10 @@ class SQLiteQueueDB(QueueDB):
             ).fetchone()
             return row[0]
         db_id = cur.lastrowid
+        tolerant = int(bool(job.get("allow_failed_parents")))
         c.executemany(
-            "INSERT OR IGNORE INTO job_parents (child_db_id, parent_uuid) VALUES (?, ?)",
-            [(db_id, p) for p in job.get("parents", [])],
+            "INSERT OR IGNORE INTO job_parents (child_db_id, parent_uuid, tolerant) VALUES (?, ?, ?)",
+            [(db_id, p, tolerant) for p in job.get("parents", [])],
         )
         return db_id
 
@@ -356,7 +363,7 @@ class SQLiteQueueDB(QueueDB):
 
     def waiting_children(self, uuid):
         rows = self.conn.execute(
-            "SELECT jobs.db_id, json_extract(jobs.doc, '$.allow_failed_parents') FROM jobs "
+            "SELECT jobs.db_id, job_parents.tolerant FROM jobs "
             "JOIN job_parents ON jobs.db_id = job_parents.child_db_id "
             "WHERE job_parents.parent_uuid = ? AND jobs.state = 'WAITING' ORDER BY jobs.db_id",
             (uuid,),
@@ -411,6 +418,14 @@ class SQLiteQueueDB(QueueDB):
         return None if row is None else self._job(row)
 
     def update_job(self, db_id, changes, state=ANY, lock_id=ANY):
+        with self._write() as c:
+            return self._update(c, db_id, changes, state, lock_id)
+
+    def update_jobs(self, db_ids, changes, state=ANY):
+        with self._write() as c:  # one transaction, one sync to disk, however many jobs
+            return [i for i in db_ids if self._update(c, i, changes, state, ANY)]
+
+    def _update(self, c, db_id, changes, state, lock_id) -> bool:
         conds, params = ["db_id = ?"], [int(db_id)]
         if state is not ANY:
             conds.append("state = ?")
@@ -422,23 +437,22 @@ class SQLiteQueueDB(QueueDB):
         cols = {_JOB_SQL[k]: (str(v) if k == "state" else v) for k, v in changes.items() if k in _JOB_SQL}
         rest = {k: v for k, v in changes.items() if k not in _JOB_SQL}
         where = " AND ".join(conds)
-        with self._write() as c:
-            if rest:
-                row = c.execute(f"SELECT doc FROM jobs WHERE {where}", params).fetchone()
-                if row is None:
-                    return False
-                doc = json.loads(row[0])
-                doc.update(rest)
-                cols["doc"] = json.dumps(doc)
-                if "parents" in rest:
-                    c.execute("DELETE FROM job_parents WHERE child_db_id = ?", (int(db_id),))
-                    c.executemany(
-                        "INSERT INTO job_parents (child_db_id, parent_uuid) VALUES (?, ?)",
-                        [(int(db_id), p) for p in rest["parents"]],
-                    )
-            sets = ", ".join(f"{k} = ?" for k in cols)
-            cur = c.execute(f"UPDATE jobs SET {sets} WHERE {where}", [*cols.values(), *params])
-            return cur.rowcount == 1
+        if rest:
+            row = c.execute(f"SELECT doc FROM jobs WHERE {where}", params).fetchone()
+            if row is None:
+                return False
+            doc = json.loads(row[0])
+            doc.update(rest)
+            cols["doc"] = json.dumps(doc)
+            if "parents" in rest:
+                c.execute("DELETE FROM job_parents WHERE child_db_id = ?", (int(db_id),))
+                c.executemany(
+                    "INSERT INTO job_parents (child_db_id, parent_uuid, tolerant) VALUES (?, ?, ?)",
+                    [(int(db_id), p, int(bool(doc.get("allow_failed_parents")))) for p in rest["parents"]],
+                )
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        cur = c.execute(f"UPDATE jobs SET {sets} WHERE {where}", [*cols.values(), *params])
+        return cur.rowcount == 1
 
     def add_parents(self, child_db_ids, parent_uuids):
         parent_uuids = list(parent_uuids)
@@ -455,8 +469,8 @@ class SQLiteQueueDB(QueueDB):
                     (json.dumps(doc), now_iso(), db_id),
                 )
                 c.executemany(
-                    "INSERT OR IGNORE INTO job_parents (child_db_id, parent_uuid) VALUES (?, ?)",
-                    [(db_id, p) for p in parent_uuids],
+                    "INSERT OR IGNORE INTO job_parents (child_db_id, parent_uuid, tolerant) VALUES (?, ?, ?)",
+                    [(db_id, p, int(bool(doc.get("allow_failed_parents")))) for p in parent_uuids],
                 )
 
     def delete_jobs(self, db_ids):
