@@ -93,9 +93,10 @@ def run_action(project, action: str, once: bool, stop_flag, lock_id=None, status
         if hasattr(module, "prepare"):
             module.prepare(ctx)
         while not stop_flag():
+            ctx.notified.clear()
             moved = module.step(ctx)
             ctx.set_status(None)
-            if moved:
+            if moved and NEXT_ACTION[action] not in ctx.notified:  # each job's move may have woken it already
                 notify(project.base_dir, NEXT_ACTION[action])
             if once:
                 break
@@ -105,6 +106,7 @@ def run_action(project, action: str, once: bool, stop_flag, lock_id=None, status
                              action, start_mb, resident_mb())  # fmt: skip
                 raise Recycle
             if not moved:
+                ctx.set_status(None, force=True)  # idle: say so before sleeping
                 timeout = project.runner.idle_sleep
                 if hasattr(module, "next_due"):
                     timeout = min(timeout, module.next_due(ctx))

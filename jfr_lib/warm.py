@@ -231,10 +231,6 @@ def serve(project, stop_flag, log, status_file=None) -> None:
     """Accept job hand-overs until ``stop_flag()``; fork one process per job."""
     import select
 
-    global SITE_PATH
-    SITE_PATH = learn_site_path()
-    if SITE_PATH is None:
-        log.warning("warm server: cannot learn this Python's sys.path; jobs will start cold")
 
     path = socket_path(project.base_dir)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -254,10 +250,13 @@ def serve(project, stop_flag, log, status_file=None) -> None:
         while not stop_flag():
             select.select([], [], [], 1.0)
         return
-    listener.listen(16)
+    listener.listen(16)  # jobs that come meanwhile wait in the backlog
+    global SITE_PATH
+    SITE_PATH = learn_site_path()
+    if SITE_PATH is None:
+        log.warning("warm server: cannot learn this Python's sys.path; jobs will start cold")
     log.info("warm server listening on %s", path)
-    started = 0
-    _write_status(status_file, "listening", started)
+    started, reported = 0, -1
     try:
         while not stop_flag():
             _reap()
@@ -268,7 +267,13 @@ def serve(project, stop_flag, log, status_file=None) -> None:
                     started += _hand_over(listener, conn, log)
                 finally:
                     conn.close()
+            else:  # a quiet half second: the count of started jobs is worth a file write now
+                if reported != started:
+                    _write_status(status_file, "listening", started)
+                    reported = started
+            if reported < 0:
                 _write_status(status_file, "listening", started)
+                reported = started
     finally:
         listener.close()
         try:

@@ -66,6 +66,7 @@ class ActionContext:
         self.lock_id = lock_id or lock_token(action)
         self.status_file = status_file
         self._status = "unset"
+        self._pending, self._written = None, float("-inf")
         self.stop_flag = lambda: False
         self.log = logging.getLogger(f"jfr.{action}")
         self._hosts = {}
@@ -73,6 +74,7 @@ class ActionContext:
         self._jobstore = None
         self.last_poll = {}
         self.woken_at = float("-inf")
+        self.notified = set()  # actions woken during the current step
 
     def worker(self, name: str):
         worker = self.project.workers.get(name)
@@ -113,21 +115,32 @@ class ActionContext:
             self.set_status(job)
         return job
 
-    def set_status(self, job) -> None:
-        """Record what this process is doing, for ``jfr runner info``."""
-        key = None if job is None else job["db_id"]
-        if self.status_file is None or key == self._status:
-            return
-        self._status = key
-        from datetime import datetime, timezone
+    #: Seconds between two writes of the status file: ``jfr runner info`` needs no more.
+    STATUS_EVERY = 0.5
 
-        data = {"pid": os.getpid(), "action": self.action, "state": "idle" if job is None else "busy",
-                "job": key, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+    def set_status(self, job, force: bool = False) -> None:
+        """Record what this process is doing, for ``jfr runner info``.
+
+        Written at most every :attr:`STATUS_EVERY` seconds while jobs stream by (two
+        file writes per job in every process would cost more than the rest of some
+        steps); ``force`` writes what is pending, as the process goes idle.
+        """
+        key = None if job is None else job["db_id"]
+        if key != self._status:
+            from datetime import datetime, timezone
+
+            self._status = key
+            self._pending = {"pid": os.getpid(), "action": self.action, "state": "idle" if job is None else "busy",
+                             "job": key, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+        now = time.monotonic()
+        if self.status_file is None or self._pending is None or (not force and now - self._written < self.STATUS_EVERY):
+            return
         tmp = f"{self.status_file}.tmp"
         try:
             with open(tmp, "w") as f:
-                json.dump(data, f)
+                json.dump(self._pending, f)
             os.replace(tmp, self.status_file)
+            self._pending, self._written = None, now
         except OSError:
             pass
 
@@ -151,6 +164,7 @@ class ActionContext:
             from jfr_lib.wakeup import notify
 
             notify(self.project.base_dir, STATE_ACTIONS[new_state])
+            self.notified.add(STATE_ACTIONS[new_state])
         return ok
 
     def fail(self, job: dict, message: str, tb: str | None = None, state=JobState.FAILED) -> None:
