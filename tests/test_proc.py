@@ -41,7 +41,7 @@ def test_a_reused_pid_or_another_program_is_not_the_job():
     try:
         wait_for(lambda: process_start(sleeper.pid), 10, message="the process to start")
         assert not watch.alive(1, sleeper.pid)  # a python process where a job's bash was expected
-        bash = subprocess.Popen(["bash", "-c", "sleep 60"])
+        bash = subprocess.Popen(["bash", "-c", "sleep 60; exit 0"])  # two commands: bash stays bash
         try:
             assert not watch.alive(2, bash.pid, start="1")  # same pid, other start time: a reuse
             assert watch.alive(3, bash.pid, process_start(bash.pid))
