@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jfr_lib.errors import JfrError, UsageError
+from jfr_lib.private import private_dir, private_file
 
 FORMAT = 1
 MONGO_FILE = "queue.mongo.json"
@@ -42,6 +43,7 @@ def _sqlite_copy(source: Path, target: Path) -> None:
     """A consistent copy of a live SQLite file (its WAL included)."""
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
     dst = sqlite3.connect(target)
+    private_file(target)
     try:
         src.backup(dst)
     finally:
@@ -65,7 +67,7 @@ def create(project, folder) -> dict:
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise UsageError(f"{folder}: the backup folder must be new or empty")
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     started = time.time()
     if project.queue.backend == "mongodb":
         files = [_mongo_dump(project, folder)]
@@ -81,7 +83,7 @@ def create(project, folder) -> dict:
                 if not path.is_file() or path.name.endswith(("-wal", "-shm", "-journal")):
                     continue
                 rel = path.relative_to(project.base_dir)
-                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                private_dir((folder / rel).parent)
                 if _is_sqlite(path):
                     _sqlite_copy(path, folder / rel)
                 else:
@@ -106,6 +108,16 @@ def create(project, folder) -> dict:
     return manifest
 
 
+def _inside(root: Path, rel) -> Path:
+    """``root / rel``, refusing a path that would leave ``root`` (absolute, ``..``, a link out)."""
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise UsageError(f"manifest.json: file {rel!r} is not a path inside the backup")
+    path = Path(root) / rel
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise UsageError(f"manifest.json: file {rel!r} leads outside {root}")
+    return path
+
+
 def restore(project, folder) -> dict:
     """Restore a backup into the project's data folder (refused while a runner holds the lease)."""
     from jfr_lib import lease
@@ -120,6 +132,9 @@ def restore(project, folder) -> dict:
     if manifest.get("queue", "sqlite") != project.queue.backend:
         raise UsageError(f"{folder}: a backup of a {manifest.get('queue', 'sqlite')} queue database cannot be "
                          f"restored into a {project.queue.backend} one")  # fmt: skip
+    for rel in manifest.get("files") or []:
+        _inside(folder, rel)  # checked before anything is touched
+        _inside(project.base_dir, rel)
     if project.queue.backend == "mongodb" or project.queue_db_path.exists():
         from jfr_lib.queue_db import open_queue_db
 

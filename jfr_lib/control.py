@@ -7,6 +7,8 @@ runner holds the job, the operation is refused and may simply be tried again.
 
 from __future__ import annotations
 
+import os
+
 from jfr_lib.errors import StateError
 from jfr_lib.states import JobState
 
@@ -101,8 +103,7 @@ def stop(db, project, job: dict) -> dict:
     if job.get("lock_id"):
         raise refuse(job, "stopped", STOPPABLE)
     changes = {"state": str(JobState.USER_STOPPED), "previous_state": job["state"]}
-    if job["state"] in (str(JobState.SUBMITTED), str(JobState.RUNNING)) and job.get("queue_id"):
-        import os
+    if job["state"] in (str(JobState.SUBMITTED), str(JobState.RUNNING)):
         import socket
         import time
 
@@ -127,18 +128,37 @@ def stop(db, project, job: dict) -> dict:
 
 
 def _cancel(project, job: dict) -> None:
+    """Cancel a submitted job in its queue; its queue id may come from its run folder.
+
+    A job whose queue id cannot be found is refused, unless its own process runs
+    on this machine: that process is terminated (as a cancel would).
+    """
+    import signal
+
+    from jfr_lib.actions.monitor import local_worker
+    from jfr_lib.actions.submit import recorded_queue_id
     from jfr_lib.errors import QueueError
     from jfr_lib.hosts import get_host
+    from jfr_lib.proc import process_start
     from jfr_lib.queue import QueueAdapter
 
     worker = project.worker(job["worker"])
+    queue = QueueAdapter(worker.scheduler_type)
     host = get_host(worker)
     try:
-        result = host.run(QueueAdapter(worker.scheduler_type).cancel_command(job["queue_id"]))
+        queue_id = job.get("queue_id") or (job.get("run_dir") and recorded_queue_id(host, queue, job["run_dir"]))
+        if not queue_id:
+            pid, start = local_worker(job) if worker.is_local and job.get("run_dir") else (None, None)
+            if pid is None or process_start(pid) != start:
+                raise QueueError(f"{_label(job)}: its queue id is unknown and its process was not found: cannot "
+                                 "cancel it; try again once the runner has recorded it", transient=False)  # fmt: skip
+            os.kill(pid, signal.SIGTERM)
+            return
+        result = host.run(queue.cancel_command(queue_id))
     finally:
         host.close()
     if result.exit_code != 0:
-        raise QueueError(f"cancelling queue job {job['queue_id']} failed: "
+        raise QueueError(f"cancelling queue job {queue_id} failed: "
                          f"{(result.stderr or result.stdout).strip()[-300:]}")  # fmt: skip
 
 

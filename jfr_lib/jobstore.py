@@ -21,6 +21,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from jfr_lib.private import private_dir
+
 #: maggma store types that need :func:`store_lock`: unsafe with concurrent writers.
 LOCKED_STORES = {"MontyStore", "JSONStore", "FileStore"}
 #: Store types that keep their data in files of the project (backed up with it).
@@ -94,7 +96,7 @@ def store_lock(project, exclusive: bool = True):
     if not _needs_lock(jobstore_spec(project)):
         yield
         return
-    project.base_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(project.base_dir)
     fd = os.open(project.base_dir / "jobstore.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
@@ -127,7 +129,7 @@ def get_jobstore(project=None, connect: bool = True):
         project = load_project(project)
     spec = jobstore_spec(project)
     if _store_types(spec) & EMBEDDED_STORES:
-        project.jobstore_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(project.jobstore_dir)
     store = JobStore.from_dict_spec(spec)
     if connect:
         with store_lock(project, exclusive=True):

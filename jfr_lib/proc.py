@@ -1,4 +1,5 @@
-"""Processes on this machine: telling a pid apart from its reuse, and learning when one ends.
+"""Processes on this machine: naming them, tying a child's life to its parent's, telling a pid
+apart from its reuse, and learning when one ends.
 
 The monitor learns that a local job ended from a pidfd (Linux 5.3 and newer),
 which becomes readable the moment the process exits: no ``ps`` polling, and the
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 
 
 def process_start(pid: int) -> str | None:
@@ -59,8 +61,10 @@ class ProcessWatch:
                 fd = os.pidfd_open(int(pid))
             except ProcessLookupError:
                 return False
-            # checked once the pidfd holds the process: a reuse cannot happen after this
-            if (start is not None and process_start(pid) != start) or _command_name(pid) not in self.names:
+            # checked once the pidfd holds the process: a reuse cannot happen after this;
+            # a start time says it all, a name only that it is not something else
+            other = process_start(pid) != start if start is not None else _command_name(pid) not in self.names
+            if other:
                 os.close(fd)
                 return False
             self._fds[key] = fd
@@ -77,3 +81,23 @@ class ProcessWatch:
 
     def close(self) -> None:
         self.keep_only(())
+
+
+def _prctl(option: int, arg) -> None:
+    """Linux's prctl(2); a no-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies."""
+    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def name_process(name: str) -> None:
+    """The name ``ps -o comm``, ``top`` and /proc/PID/comm show (15 bytes at most)."""
+    _prctl(15, name.encode()[:15])  # PR_SET_NAME

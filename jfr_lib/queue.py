@@ -6,6 +6,7 @@ on a host and hand the results back to be parsed.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -14,6 +15,10 @@ from jfr_lib.errors import QueueError
 SCRIPT_NAME = "submit.sh"
 QUEUE_OUT = "queue.out"
 QUEUE_ERR = "queue.err"
+#: Written by the script as it starts: its own queue id.
+QUEUE_ID_FILE = "jfr_queue_id"
+#: What a running script knows as its queue id, per scheduler.
+QUEUE_ID_VARIABLE = {"shell": "$$", "slurm": "$SLURM_JOB_ID", "sge": "$JOB_ID", "pbs": "$PBS_JOBID"}
 
 #: qtoolkit QState names that mean "still in the queue".
 ACTIVE = {"QUEUED", "QUEUED_HELD", "RUNNING", "SUSPENDED", "REQUEUED"}
@@ -30,6 +35,43 @@ ENDED_BADLY = {
     "DEADLINE": "killed by the queue: deadline reached",
     "BOOT_FAIL": "its node failed to boot",
 }
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: ``$NAME`` and ``${NAME}``: what an exported value may still expand.
+_VARIABLE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
+
+
+def export_line(key: str, value) -> str:
+    """``export KEY="VALUE"`` in which only ``$NAME``/``${NAME}`` expand.
+
+    Users write ``PATH: /opt/x/bin:$PATH``; a ``$(...)``, a backquote or a quote in
+    a value must stay text, never run on the worker.
+
+    Raises
+    ------
+    QueueError
+        The key is not a shell variable name (permanent).
+    """
+    if not _NAME.match(str(key)):
+        raise QueueError(f"exec_config export {key!r} is not a variable name", transient=False)
+    value, out, pos = str(value), [], 0
+    for match in _VARIABLE.finditer(value):
+        out += [re.sub(r'([\\"$`])', r"\\\1", value[pos : match.start()]), match.group()]
+        pos = match.end()
+    out.append(re.sub(r'([\\"$`])', r"\\\1", value[pos:]))
+    return f'export {key}="{"".join(out)}"'
+
+
+def _check_resources(options) -> None:
+    """Refuse resource values that would add lines to the script's header."""
+    values = options.items() if isinstance(options, dict) else vars(options).items()
+    for key, value in values:
+        if any(ch in str(value) for ch in "\n\r") and not isinstance(value, (dict, list)):
+            raise QueueError(f"resource {key}: a value with a line break would add lines to the script",
+                             transient=False)  # fmt: skip
+        if isinstance(value, dict):
+            _check_resources(value)
 
 
 @dataclass
@@ -117,16 +159,19 @@ class QueueAdapter:
         elif isinstance(options, QResources) and self.scheduler_type != "shell":
             options.output_filepath = options.output_filepath or f"{run_dir}/{QUEUE_OUT}"
             options.error_filepath = options.error_filepath or f"{run_dir}/{QUEUE_ERR}"
-        lines = []
+        if options is not None:
+            _check_resources(options)
+        # private files (pre_run may say otherwise); the queue id, found in the run folder
+        # even when the runner was killed before recording it
+        lines = ["umask 077", f"printf '%s\\n' \"{QUEUE_ID_VARIABLE[self.scheduler_type]}\" > "
+                 f"{shlex.quote(f'{run_dir}/{QUEUE_ID_FILE}')}"]  # fmt: skip
         if pre_run:
             lines.append(pre_run.rstrip())
         if exec_config is not None:
             if exec_config.modules:
                 lines.append("module purge 2>/dev/null || true")
-                lines += [f"module load {m}" for m in exec_config.modules]
-            for key, value in exec_config.export.items():
-                escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-                lines.append(f'export {key}="{escaped}"')
+                lines += [f"module load {shlex.quote(str(m))}" for m in exec_config.modules]
+            lines += [export_line(key, value) for key, value in exec_config.export.items()]
             if exec_config.pre_run:
                 lines.append(exec_config.pre_run.rstrip())
         lines += [f"cd {shlex.quote(run_dir)}", command]

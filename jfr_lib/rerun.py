@@ -110,6 +110,8 @@ def rerun(db, job: dict, force: bool = False, project=None) -> dict:
     if job["state"] not in [str(s) for s in allowed] or job.get("lock_id"):
         hint = " (add --force to rerun a COMPLETED job)" if job["state"] == COMPLETED else ""
         raise StateError(str(refuse(job, "rerun", allowed)) + hint)
+    if project is not None:
+        _refuse_a_live_run(project, job)
     plan = Plan(db, job)
     busy = [d for d in plan.others() if d["state"] in BUSY or d.get("lock_id")]
     if busy:
@@ -146,6 +148,22 @@ def rerun(db, job: dict, force: bool = False, project=None) -> dict:
             db.refresh_flow_state(flow)
     wake(db, new_state)
     return {**job, "state": new_state, "previous_state": job["state"], "reruns": int(job.get("reruns") or 0) + 1}
+
+
+def _refuse_a_live_run(project, job: dict) -> None:
+    """A run never overlaps the last one: refuse while the job's process still runs here."""
+    from jfr_lib.actions.monitor import local_worker
+    from jfr_lib.proc import process_start
+    from jfr_lib.worker import OUT_FILE
+
+    worker = project.workers.get(job["worker"])
+    if worker is None or not worker.is_local or not job.get("run_dir"):
+        return
+    pid, start = local_worker(job)
+    running = pid is not None and process_start(pid) is not None and process_start(pid) == (start or process_start(pid))
+    if running and not os.path.exists(f"{job['run_dir']}/{OUT_FILE}"):
+        raise StateError(f"{_label(job)}: its last run is still going (pid {pid} on this machine): wait for it "
+                         "to end, or kill it, then rerun")  # fmt: skip
 
 
 def _apply(db, plan: Plan, token: str) -> str:

@@ -23,8 +23,12 @@ import signal
 import time
 
 from jfr_lib import lease as leases
+from jfr_lib.action_process import RECYCLED, Recycle, run_action
 from jfr_lib.actions import ORDER
 from jfr_lib.errors import ConfigError, JfrError
+from jfr_lib.faults import describe as describe_fault
+from jfr_lib.faults import is_fault
+from jfr_lib.proc import die_with_parent, name_process
 from jfr_lib.queue_db import open_queue_db
 from jfr_lib.states import ACTIVE_STATES
 
@@ -53,87 +57,8 @@ def preload() -> None:
     gc.freeze()
 
 
-def _prctl(option: int, arg) -> None:
-    """Linux's prctl(2); a no-op elsewhere."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies."""
-    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def name_process(name: str) -> None:
-    """The name ``ps -o comm``, ``top`` and /proc/PID/comm show (15 bytes at most)."""
-    _prctl(15, name.encode()[:15])  # PR_SET_NAME
-
-
 def status_dir(project):
     return project.base_dir / "runner"
-
-
-def run_action(project, action: str, once: bool, stop_flag, lock_id=None, status_file=None) -> None:
-    """The body of an action process: step, wake the next action, sleep when idle."""
-    import importlib
-
-    from jfr_lib.actions import NEXT_ACTION, ActionContext
-    from jfr_lib.wakeup import Wakeup, notify
-
-    module = importlib.import_module(f"jfr_lib.actions.{action}")
-    ctx = ActionContext(project, action, lock_id=lock_id, status_file=status_file)
-    ctx.stop_flag = stop_flag
-    wake = None if once else Wakeup(project.base_dir, action)
-    start_mb = resident_mb()
-    try:
-        if hasattr(module, "prepare"):
-            module.prepare(ctx)
-        while not stop_flag():
-            ctx.notified.clear()
-            moved = module.step(ctx)
-            ctx.set_status(None)
-            if moved and NEXT_ACTION[action] not in ctx.notified:  # each job's move may have woken it already
-                notify(project.base_dir, NEXT_ACTION[action])
-            if once:
-                break
-            if moved and resident_mb() > start_mb + project.runner.recycle_memory_mb:
-                # freed memory mostly stays with the process: a fresh fork of the parent is small again
-                ctx.log.info("action %s grew from %.0f to %.0f MB: replacing it by a fresh process",
-                             action, start_mb, resident_mb())  # fmt: skip
-                raise Recycle
-            if not moved:
-                ctx.set_status(None, force=True)  # idle: say so before sleeping
-                timeout = project.runner.idle_sleep
-                if hasattr(module, "next_due"):
-                    timeout = min(timeout, module.next_due(ctx))
-                extra = module.wait_fds(ctx) if hasattr(module, "wait_fds") else ()
-                if wake.wait(timeout, extra):
-                    ctx.woken_at = time.monotonic()
-    finally:
-        if wake is not None:
-            wake.close()
-        ctx.close()
-
-
-class Recycle(Exception):
-    """An action process asks to be replaced by a fresh one (see ``runner.recycle_memory_mb``)."""
-
-
-#: Exit code of an action process that asked to be replaced: restarted at once, not a failure.
-RECYCLED = 75
-
-
-def resident_mb() -> float:
-    """Resident memory of this process in MB (0 where /proc is missing)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 class Runner:
@@ -163,6 +88,10 @@ class Runner:
         self.lease = None
         self.file_stamp = self._stamp()
         self.bad_stamp = None
+        self.fault = None  # what the parent cannot do now, if anything (see beat)
+        self.last_beat = time.monotonic()
+        self.suspended = False  # the action processes are stopped until the lease can be renewed
+        self.unreleased = []  # lock ids of children that ended while the database could not be reached
 
     # --- children ---------------------------------------------------------------
     def slots(self) -> list:
@@ -185,7 +114,7 @@ class Runner:
             return pid
         code = 0
         try:
-            _die_with_parent()
+            die_with_parent()
             name_process(f"jfr-{action}")
             stop = {"now": os.getppid() != parent}
 
@@ -251,17 +180,39 @@ class Runner:
         self.pending.clear()
 
     def release_locks(self, lock_id: str | None = None) -> int:
-        """Drop the locks of one dead child, or every lock (when taking over)."""
-        with open_queue_db(self.project) as db:
-            query = {"lock_id": lock_id} if lock_id else {"locked": True}
-            jobs = db.find_jobs(query)
-            for job in jobs:
-                db.update_job(job["db_id"], {"lock_id": None, "lock_time": None}, lock_id=job["lock_id"])
-            if lock_id is None:
-                from jfr_lib.dependencies import sweep_waiting
+        """Drop the locks of one dead child, or every lock (when taking over).
 
-                sweep_waiting(db)
+        The locks of a child that ended during a fault are dropped at the next
+        heartbeat that reaches the database.
+        """
+        try:
+            with open_queue_db(self.project) as db:
+                released = self._release(db, lock_id)
+                if lock_id is None:
+                    from jfr_lib.dependencies import sweep_waiting
+
+                    sweep_waiting(db)
+                return released
+        except Exception as exc:
+            if lock_id is None or not is_fault(exc):
+                raise
+            self.fault_seen(exc)
+            self.unreleased.append(lock_id)
+            return 0
+
+    @staticmethod
+    def _release(db, lock_id) -> int:
+        jobs = db.find_jobs({"lock_id": lock_id} if lock_id else {"locked": True})
+        for job in jobs:
+            db.update_job(job["db_id"], {"lock_id": None, "lock_time": None}, lock_id=job["lock_id"])
         return len(jobs)
+
+    def fault_seen(self, exc) -> None:
+        """Log a fault the parent met, once until it clears or changes."""
+        message = describe_fault(exc)
+        if message != self.fault:
+            log.warning("the queue database cannot be used now (the runner carries on): %s", message)
+            self.fault = message
 
     def child_ended(self, pid, action, index, status, started) -> None:
         released = self.release_locks(self.lock_for(action, index, pid))
@@ -318,8 +269,34 @@ class Runner:
         return out
 
     def beat(self) -> None:
-        with open_queue_db(self.project) as db:
-            outcome = leases.heartbeat(db, self.lease, self.children_status())
+        try:
+            with open_queue_db(self.project) as db:
+                outcome = leases.heartbeat(db, self.lease, self.children_status())
+                for lock_id in list(self.unreleased):  # of processes that ended during a fault
+                    self._release(db, lock_id)
+                    self.unreleased.remove(lock_id)
+        except Exception as exc:
+            if not is_fault(exc):
+                raise
+            self.fault_seen(exc)
+            if not self.suspended and time.monotonic() - self.last_beat > self.lease["stale_after"]:
+                # another runner may take the project over now: ours must not act meanwhile
+                log.error("the lease could not be renewed for %.0f s: the action processes stop until the queue "
+                          "database answers again", time.monotonic() - self.last_beat)  # fmt: skip
+                self.suspended = True
+                self.pending.clear()
+                self.stop_children()
+            return
+        self.last_beat = time.monotonic()
+        if self.fault is not None:
+            log.info("the queue database answers again")
+            self.fault = None
+        if outcome == "ok" and self.suspended and not self.stopping:
+            log.info("the lease is still ours: the action processes start again")
+            self.suspended = False
+            self.pending.clear()
+            for action, index in self.slots():
+                self.spawn(action, index)
         if outcome == "stop":
             log.info("stop requested through the queue database")
             self.stopping = True
@@ -356,12 +333,22 @@ class Runner:
             self.spawn(action, index)
 
     def idle(self) -> bool:
-        with open_queue_db(self.project) as db:
-            active = db.count_jobs({"state": [str(s) for s in ACTIVE_STATES]})
-            return active == 0 and db.count_jobs({"locked": True}) == 0
+        try:
+            with open_queue_db(self.project) as db:
+                active = db.count_jobs({"state": [str(s) for s in ACTIVE_STATES]})
+                return active == 0 and db.count_jobs({"locked": True}) == 0
+        except Exception as exc:
+            if not is_fault(exc):
+                raise
+            self.fault_seen(exc)
+            return False
 
     # --- the loop ---------------------------------------------------------------
     def run(self) -> int:
+        from jfr_lib.private import UMASK
+
+        os.umask(UMASK)  # what the runner, its processes and its local jobs write is private
+
         def on_signal(signum, frame):
             self.stopping = True
 
@@ -387,7 +374,8 @@ class Runner:
                 time.sleep(0.2)
                 for entry in self.reap():
                     self.child_ended(*entry)
-                self.restart_due()
+                if not self.suspended:
+                    self.restart_due()
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + self.project.runner.heartbeat
                     self.beat()
@@ -406,8 +394,13 @@ class Runner:
                 log.info("stopping the action processes")
             self.stop_children()
             if self.lease is not None:
-                with open_queue_db(self.project) as db:
-                    leases.release(db, self.lease["token"])
+                try:
+                    with open_queue_db(self.project) as db:
+                        leases.release(db, self.lease["token"])
+                except Exception as exc:
+                    if not is_fault(exc):
+                        raise
+                    log.warning("the lease could not be given up (it goes stale): %s", describe_fault(exc))
                 log.info("runner stopped")
             for s, handler in old.items():
                 signal.signal(s, handler)

@@ -134,9 +134,12 @@ class SQLiteStore(Store):
         self._db = None
 
     def _open(self):
+        from jfr_lib.private import private_dir, private_file
+
         self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         db = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
+        private_file(self.path)  # outputs are the user's business only (SQLite makes it 0644)
         db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         # For a new file only: 4 KiB pages hold a single 2-3 KB output each and waste a third of the file.
         db.execute("PRAGMA page_size = 8192")

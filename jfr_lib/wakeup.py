@@ -40,8 +40,10 @@ class Wakeup:
     """The listening end for one action."""
 
     def __init__(self, base_dir, action: str):
+        from jfr_lib.private import private_dir
+
         path = fifo_path(base_dir, action)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         try:
             os.mkfifo(path, 0o600)
         except FileExistsError:

@@ -339,7 +339,7 @@ def _become_job(conn: socket.socket, fds: list, request: dict) -> int:
     import random
     import threading
 
-    from jfr_lib.runner import name_process
+    from jfr_lib.proc import name_process
 
     os.setsid()  # out of the runner's session: its terminal and signals are not the job's
     name_process("jfr-job")

@@ -56,9 +56,25 @@ def store_object_hook(d: dict):
     return d
 
 
+def _process_start() -> str:
+    """This process's start in clock ticks since boot ("-" without /proc): tells its pid from a reuse."""
+    try:
+        with open("/proc/self/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "-"
+
+
+def read_started(text: str) -> tuple:
+    """(host, pid, start) from a started marker; start is None when the marker does not say."""
+    fields = text.split()
+    start = fields[3] if len(fields) > 3 and fields[3] != "-" else None
+    return fields[0], int(fields[1]), start
+
+
 def write_atomic(path: str, text: str) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:  # outputs are private
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -111,11 +127,11 @@ def run(run_dir: str) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     os.chdir(run_dir)
     try:
-        fd = os.open(STARTED_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(STARTED_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         print(f"jfr worker: {run_dir} was already started; not running it twice", file=sys.stderr)
         return 3
-    os.write(fd, f"{socket.gethostname()} {os.getpid()} {_now()}\n".encode())
+    os.write(fd, f"{socket.gethostname()} {os.getpid()} {_now()} {_process_start()}\n".encode())
     os.close(fd)
     result = {"start_time": _now(), "host": socket.gethostname(), "pid": os.getpid(),
               "started": "warm" if STARTED_WARM else "cold"}

@@ -75,3 +75,21 @@ def _sqlite_file(tmp_path):
     path = tmp_path / "lite.yaml"
     path.write_text(f"name: lite\nbase_dir: {tmp_path / 'lite'}\nworkers:\n  local:\n    work_dir: /tmp\n")
     return path
+
+
+@pytest.mark.parametrize("bad", ["../outside.txt", "/etc/passwd", "jobstore/../../outside.txt", ""])
+def test_restore_refuses_paths_that_leave_the_data_folder(penv, tmp_path, capsys, bad):
+    from test_job_cmd import run_main
+
+    submit_flow(tj.add(1, 1))  # makes the queue database
+    backup = tmp_path / "backup"
+    assert run_main(capsys, "backup", "create", str(backup))[0] == 0
+    manifest = json.loads((backup / "manifest.json").read_text())
+    (backup / "outside.txt").write_text("x")
+    manifest["files"].append(bad)
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    before = sorted(p.name for p in penv.base.iterdir())
+    code, _, err = run_main(capsys, "backup", "restore", str(backup))
+    assert code == 2 and "manifest.json: file" in err and len(err.strip().splitlines()) == 1
+    assert not (penv.base.parent / "outside.txt").exists() and not (tmp_path / "outside.txt").exists()
+    assert sorted(p.name for p in penv.base.iterdir()) == before  # nothing moved aside or copied

@@ -136,3 +136,40 @@ def test_shell_cancel_terminates_the_script_and_the_job_it_runs(path):
         if script.poll() is None:
             os.killpg(script.pid, signal.SIGKILL)
             script.wait()
+
+
+def test_exported_values_expand_variables_and_nothing_else(tmp_path):
+    import subprocess
+
+    marker = tmp_path / "ran"
+    hostile = f"`touch {marker}` $(touch {marker}) \"'; touch {marker}; '\" \\ $1 $ ${{HOME}}/x"
+    ec = ExecConfig(export={"PATH": "/opt/x/bin:$PATH", "VALUE": hostile}, modules=[])
+    script = QueueAdapter("shell").script('printf "%s\\n%s\\n" "$PATH" "$VALUE"', str(tmp_path), exec_config=ec)
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin", "HOME": "/home/u"}).stdout.splitlines()  # fmt: skip
+    assert out[0] == "/opt/x/bin:/usr/bin:/bin"  # $PATH still expands, as users write it
+    assert out[1] == hostile.replace("${HOME}", "/home/u")  # the rest is text
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(("export", "resources", "message"), [
+    ({"BAD NAME": "x"}, None, "is not a variable name"),
+    ({"X;id": "x"}, None, "is not a variable name"),
+    ({}, {"job_name": "x\n#SBATCH --partition=other"}, "line break"),
+])  # fmt: skip
+def test_what_would_inject_lines_is_refused(export, resources, message):
+    with pytest.raises(QueueError, match=message) as info:
+        QueueAdapter("slurm").script("true", "/r", resources=resources, exec_config=ExecConfig(export=export))
+    assert info.value.transient is False
+
+
+def test_the_script_records_its_queue_id_and_keeps_its_files_private(tmp_path):
+    import subprocess
+
+    from jfr_lib.queue import QUEUE_ID_FILE
+
+    script = QueueAdapter("shell").script("echo hi > out.txt", str(tmp_path))
+    proc = subprocess.Popen(["bash", "-c", script], cwd=tmp_path)
+    assert proc.wait(timeout=30) == 0
+    assert (tmp_path / QUEUE_ID_FILE).read_text().strip() == str(proc.pid)  # the shell queue's id is the pid
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o600

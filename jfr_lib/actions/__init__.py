@@ -67,6 +67,7 @@ class ActionContext:
         self.status_file = status_file
         self._status = "unset"
         self._pending, self._written = None, float("-inf")
+        self.fault = None  # the fault this process is waiting out, if any
         self.stop_flag = lambda: False
         self.log = logging.getLogger(f"jfr.{action}")
         self._hosts = {}
@@ -127,11 +128,18 @@ class ActionContext:
         """
         key = None if job is None else job["db_id"]
         if key != self._status:
-            from datetime import datetime, timezone
-
             self._status = key
-            self._pending = {"pid": os.getpid(), "action": self.action, "state": "idle" if job is None else "busy",
-                             "job": key, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+            self._pending = self._status_doc("idle" if job is None else "busy", job=key)
+        self._flush_status(force)
+
+    def _status_doc(self, state: str, **extra) -> dict:
+        from datetime import datetime, timezone
+
+        fault = {"fault": self.fault} if self.fault else {}  # shown until a job gets through again
+        return {"pid": os.getpid(), "action": self.action, "state": state, "job": None, **fault, **extra,
+                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+
+    def _flush_status(self, force: bool) -> None:
         now = time.monotonic()
         if self.status_file is None or self._pending is None or (not force and now - self._written < self.STATUS_EVERY):
             return
@@ -155,17 +163,57 @@ class ActionContext:
     # --- outcomes -------------------------------------------------------------
     def advance(self, job: dict, new_state, **changes) -> bool:
         """Move a job this process locked to ``new_state`` and unlock it."""
-        changes.update(lock_id=None, lock_time=None, step_attempts=0, retry_time=None)
+        changes.update(lock_id=None, lock_time=None, step_attempts=0, retry_time=None, fault_attempts=0)
         ok = self.db.set_state(job, new_state, expect_lock=self.lock_id, **changes)
         if not ok:
             self.log.warning("job %s: changed by someone else before reaching %s", job["db_id"], new_state)
             self.db.release_job(job["db_id"], self.lock_id)
-        elif new_state in STATE_ACTIONS:  # the next action starts on it now, not when this step ends
+        else:
+            self.fault = None
+        if ok and new_state in STATE_ACTIONS:  # the next action starts on it now, not when this step ends
             from jfr_lib.wakeup import notify
 
             notify(self.project.base_dir, STATE_ACTIONS[new_state])
             self.notified.add(STATE_ACTIONS[new_state])
         return ok
+
+    def wait_out_fault(self, job: dict, exc: BaseException) -> None:
+        """A fault of the storage or the database: the step is tried again later, the job kept.
+
+        The job's retry budget is not touched; the delay grows while the fault
+        lasts. When even releasing the job fails, :class:`jfr_lib.faults.Fault`
+        goes up to the process's loop, which waits for the database.
+        """
+        from jfr_lib import faults
+
+        n = int(job.get("fault_attempts") or 0)
+        wait, message = faults.delay(n), faults.describe(exc)
+        self.log.warning("job %s: the %s step met a fault, trying again in %g s: %s",
+                         job["db_id"], self.action, wait, message)  # fmt: skip
+        self.set_fault(message)
+        try:
+            self.db.release_job(job["db_id"], self.lock_id, {
+                "retry_time": time.time() + wait, "fault_attempts": n + 1,
+                "last_error": message, "last_error_step": self.action,
+            })  # fmt: skip
+        except Exception as again:
+            if faults.is_fault(again):
+                raise faults.Fault(faults.describe(again)) from None
+            raise
+
+    def set_fault(self, message: str) -> None:
+        """Say in the status file (``jfr runner info``) which fault this process is waiting out."""
+        self.fault = message
+        self._status = "fault"
+        self._pending = self._status_doc("fault")
+        self._flush_status(force=True)
+
+    def release_own_locks(self) -> int:
+        """Unlock the jobs this process held when a fault interrupted it (their steps start over)."""
+        held = self.db.find_jobs({"lock_id": self.lock_id})
+        for job in held:
+            self.db.release_job(job["db_id"], self.lock_id)
+        return len(held)
 
     def fail(self, job: dict, message: str, tb: str | None = None, state=JobState.FAILED) -> None:
         """Record a permanent failure: the error, its traceback, the state it came from."""
@@ -186,6 +234,11 @@ class ActionContext:
         configured delays, then the job becomes REMOTE_ERROR. Anything else is
         permanent and the job becomes FAILED at once.
         """
+        from jfr_lib.faults import is_fault
+
+        if is_fault(exc):
+            self.wait_out_fault(job, exc)
+            return
         opts = self.project.runner
         transient = isinstance(exc, HostError) or (isinstance(exc, QueueError) and exc.transient)
         message = " ".join(str(exc).split()) or type(exc).__name__

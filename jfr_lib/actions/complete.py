@@ -44,10 +44,12 @@ def read_output(folder: str) -> dict:
         tail = _tail(Path(folder) / "queue.err")
         more = f"; queue.err ends with: {tail}" if tail else ""
         raise JobFailure(f"the job ended without writing {OUT_FILE}{more}") from None
-    except (OSError, ValueError) as exc:
-        raise JobFailure(f"{OUT_FILE} is unreadable or corrupt: {exc}") from None
-    if out.get("state") not in ("COMPLETED", "FAILED"):
-        raise JobFailure(f"{OUT_FILE} has no valid state")
+    except ValueError as exc:  # JSON, or text that is not UTF-8
+        raise JobFailure(f"{path}: corrupt, not the JSON a job writes ({' '.join(str(exc).split())[:200]})") from None
+    except OSError as exc:
+        raise JobFailure(f"{path}: cannot be read ({exc.strerror})") from None
+    if not isinstance(out, dict) or out.get("state") not in ("COMPLETED", "FAILED"):
+        raise JobFailure(f"{path}: corrupt, it has no valid state")
     return out
 
 
@@ -166,21 +168,39 @@ def complete(ctx: ActionContext, job: dict) -> None:
         times["queue_err"] = _tail(Path(folder) / "queue.err", 2000)
         ctx.db.update_job(job["db_id"], times, lock_id=ctx.lock_id)
         raise JobFailure(out.get("error") or "the job failed", out.get("traceback"))
-    store_outputs(ctx, folder)
-    response = out.get("response") or {}
-    created = add_new_jobs(ctx, job, response)
-    if response.get("stop_children"):
-        stop_descendants(ctx.db, job["uuid"], spare=created)
-    if response.get("stop_jobflow"):
-        stop_flow(ctx.db, job["flow_uuid"])
-    changes = dict(times, stored_data=response.get("stored_data"), error=None, created=sorted(created))
-    if not ctx.db.set_state(job, JobState.COMPLETED, expect_lock=ctx.lock_id, **changes):
+    try:
+        store_outputs(ctx, folder)
+        response = out.get("response") or {}
+        created = add_new_jobs(ctx, job, response)
+        if response.get("stop_children"):
+            stop_descendants(ctx.db, job["uuid"], spare=created)
+        if response.get("stop_jobflow"):
+            stop_flow(ctx.db, job["flow_uuid"])
+        changes = dict(times, stored_data=response.get("stored_data"), error=None, created=sorted(created))
+        completed = ctx.db.set_state(job, JobState.COMPLETED, expect_lock=ctx.lock_id, **changes)
+    except Exception as exc:
+        from jfr_lib.faults import is_fault
+
+        if not is_fault(exc):  # the job will be FAILED: its outputs must not stay in the JobStore
+            _withdraw_outputs(ctx, job)
+        raise
+    if not completed:
         ctx.log.warning("job %s: changed by someone else while completing", job["db_id"])
         ctx.db.release_job(job["db_id"], ctx.lock_id)
         return
+    ctx.fault = None
     release_children(ctx.db, job["uuid"])
     ctx.db.release_job(job["db_id"], ctx.lock_id)
     ctx.db.refresh_flow_state(job["flow_uuid"])
+
+
+def _withdraw_outputs(ctx: ActionContext, job: dict) -> None:
+    from jfr_lib.rerun import remove_outputs
+
+    try:
+        remove_outputs(ctx.project, [job])
+    except Exception as exc:  # the job's failure is what gets recorded; say this too
+        ctx.log.warning("job %s: its outputs could not be removed from the JobStore: %s", job["db_id"], exc)
 
 
 def step(ctx: ActionContext) -> int:

@@ -13,6 +13,7 @@ import time
 
 from jfr_lib.actions import ActionContext
 from jfr_lib.errors import HostError, QueueError
+from jfr_lib.proc import process_start
 from jfr_lib.states import JobState
 from jfr_lib.worker import OUT_FILE
 
@@ -62,29 +63,65 @@ def next_due(ctx: ActionContext) -> float:
     return max(0.0, min(waits)) if waits else ctx.project.runner.idle_sleep
 
 
-def check_processes(ctx: ActionContext, jobs: list) -> int:
-    """Local shell jobs: a job whose process has ended is RUN_FINISHED; one that runs is RUNNING."""
+def recover_queue_id(ctx: ActionContext, worker, job: dict) -> str | None:
+    """A job recorded without its queue id (the runner was killed as it submitted it): the id
+    from its run folder, recorded now; None while the folder holds none."""
+    from jfr_lib.actions.submit import _proc_start, recorded_queue_id
+
+    queue_id = recorded_queue_id(ctx.host(worker), ctx.queue(worker), job["run_dir"])
+    if queue_id:
+        changes = {"queue_id": queue_id, **_proc_start(worker, queue_id)}
+        if ctx.db.update_job(job["db_id"], changes, state=job["state"]):
+            ctx.log.info("job %s: queue id %s found in its run folder", job["db_id"], queue_id)
+            job.update(changes)
+    return queue_id
+
+
+def local_worker(job: dict) -> tuple:
+    """(pid, start) of the job's own process, from its started marker, when it ran on this machine."""
+    import socket
+
+    from jfr_lib.worker import STARTED_FILE, read_started
+
+    try:
+        with open(f"{job['run_dir']}/{STARTED_FILE}") as f:
+            host, pid, start = read_started(f.read())
+    except (OSError, ValueError):
+        return None, None
+    return (pid, start) if host == socket.gethostname() else (None, None)
+
+
+def check_processes(ctx: ActionContext, worker, jobs: list) -> int:
+    """Local shell jobs: RUNNING while the script or the job's own process runs, then RUN_FINISHED.
+
+    The job's process may outlive its script (a killed script leaves a cold
+    worker running): the job ends with the last of them.
+    """
     watch = _watch(ctx)
     moved = 0
     for job in jobs:
-        if not job.get("queue_id"):
-            # submitted by a run that died before recording the queue id: the
-            # output file is the only sign that the job has finished
-            if os.path.exists(f"{job['run_dir']}/{OUT_FILE}"):
-                moved += ctx.db.set_state(job, JobState.RUN_FINISHED)
-            continue
-        if not watch.alive(job["db_id"], int(job["queue_id"]), job.get("queue_proc_start")):
+        queue_id = job.get("queue_id") or recover_queue_id(ctx, worker, job)
+        alive = bool(queue_id) and watch.alive(job["db_id"], int(queue_id), job.get("queue_proc_start"))
+        pid, start = local_worker(job) if not alive else (None, None)
+        if not alive and pid is not None:
+            alive = watch.alive((job["db_id"], "worker"), pid, start)
+        if alive:
+            if job["state"] == str(JobState.SUBMITTED):
+                moved += ctx.db.set_state(job, JobState.RUNNING)
+        elif queue_id or pid is not None or os.path.exists(f"{job['run_dir']}/{OUT_FILE}"):
             moved += ctx.db.set_state(job, JobState.RUN_FINISHED)
-        elif job["state"] == str(JobState.SUBMITTED):
-            moved += ctx.db.set_state(job, JobState.RUNNING)
+        # else: no queue id, no start, no output yet: nothing says it ran or ended
     return moved
 
 
 def check_worker(ctx: ActionContext, worker, jobs: list) -> int:
     if by_pidfd(ctx, worker):
-        return check_processes(ctx, jobs)
+        return check_processes(ctx, worker, jobs)
     host = ctx.host(worker)
     queue = ctx.queue(worker)
+    for job in jobs:
+        if not job.get("queue_id"):
+            recover_queue_id(ctx, worker, job)
     with_id = [j for j in jobs if j.get("queue_id")]
     statuses = {}
     if with_id:
@@ -94,13 +131,14 @@ def check_worker(ctx: ActionContext, worker, jobs: list) -> int:
     moved = 0
     for job in jobs:
         status = statuses.get(str(job.get("queue_id")))
-        if status is None:
-            # submitted by a run that died before recording the queue id: the
-            # output file is the only sign that the job has finished
-            gone = host.exists(f"{job['run_dir']}/{OUT_FILE}")
-            running = False
+        if status is None:  # no queue id anywhere: the output file is the only sign of an end
+            gone, running = host.exists(f"{job['run_dir']}/{OUT_FILE}"), False
         else:
             gone, running = not status.active, status.running
+        if gone and worker.is_local:
+            pid, start = local_worker(job)
+            if pid is not None and process_start(pid) == start:  # its script died, the job runs on
+                gone, running = False, True
         if gone:
             ended = None
             if status is not None and (cmd := queue.detail_command(job["queue_id"])):
@@ -118,7 +156,8 @@ def step(ctx: ActionContext) -> int:
     for job in jobs:
         by_worker.setdefault(job["worker"], []).append(job)
     ctx.watched = set(by_worker)
-    _watch(ctx).keep_only({j["db_id"] for j in jobs})  # ended, stopped or locked jobs: no longer waited for
+    # ended, stopped or locked jobs are no longer waited for
+    _watch(ctx).keep_only({j["db_id"] for j in jobs} | {(j["db_id"], "worker") for j in jobs})
     moved = 0
     now = time.monotonic()
     for name, group in by_worker.items():

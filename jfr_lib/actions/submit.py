@@ -76,14 +76,20 @@ SUBMIT_OUT, SUBMIT_ERR = "jfr_submit.out", "jfr_submit.err"
 
 
 def recorded_queue_id(host, queue, run_dir: str) -> str | None:
-    """The queue id an earlier submission left in the run folder, if any."""
+    """The queue id the run folder holds, if any: the queue's answer to the submission,
+    else what the script wrote as it started (see :data:`jfr_lib.queue.QUEUE_ID_FILE`)."""
+    from jfr_lib.queue import QUEUE_ID_FILE
+
     try:
         text = host.read_text(f"{run_dir}/{SUBMIT_OUT}")
-    except FileNotFoundError:
-        return None
-    try:
         return queue.parse_submit(0, text, "")
-    except Exception:  # empty or partial: that submission did not get through
+    except FileNotFoundError:
+        pass
+    except Exception:  # empty or partial: the answer did not get written whole
+        pass
+    try:
+        return host.read_text(f"{run_dir}/{QUEUE_ID_FILE}").strip() or None
+    except FileNotFoundError:
         return None
 
 
@@ -91,10 +97,7 @@ def submit(ctx: ActionContext, job: dict) -> None:
     worker = ctx.worker(job["worker"])
     host = ctx.host(worker)
     run_dir = job["run_dir"]
-    if job.get("queue_id") or host.exists(f"{run_dir}/{STARTED_FILE}") or host.exists(
-        f"{run_dir}/{OUT_FILE}"
-    ):
-        ctx.log.warning("job %s was already submitted; not submitting again", job["db_id"])
+    if job.get("queue_id"):
         ctx.advance(job, JobState.SUBMITTED)
         return
     queue = ctx.queue(worker)
@@ -102,7 +105,11 @@ def submit(ctx: ActionContext, job: dict) -> None:
     if recorded:  # submitted by an attempt that died before the database heard of it
         ctx.log.warning("job %s: found queue id %s in its run folder; not submitting again",
                         job["db_id"], recorded)  # fmt: skip
-        ctx.advance(job, JobState.SUBMITTED, queue_id=recorded)
+        ctx.advance(job, JobState.SUBMITTED, queue_id=recorded, **_proc_start(worker, recorded))
+        return
+    if host.exists(f"{run_dir}/{STARTED_FILE}") or host.exists(f"{run_dir}/{OUT_FILE}"):
+        ctx.log.warning("job %s was already started, its queue id unknown: watching its run folder", job["db_id"])
+        ctx.advance(job, JobState.SUBMITTED)
         return
     notify = fifo_path(ctx.project.base_dir, "monitor") if worker.is_local else None
     run_job = worker_command(worker, run_dir, notify, warm_socket(ctx.project, worker))
@@ -112,17 +119,25 @@ def submit(ctx: ActionContext, job: dict) -> None:
     )  # fmt: skip
     host.write_text(f"{run_dir}/{SCRIPT_NAME}", script)
     # the queue's answer is kept in the run folder the moment it arrives
-    command = (f"{{ {queue.submit_command(SCRIPT_NAME)} ; }} > {SUBMIT_OUT} 2> {SUBMIT_ERR}; rc=$?; "
+    # umask: the queue's own files (queue.out/err) are created private too
+    command = (f"umask 077; {{ {queue.submit_command(SCRIPT_NAME)} ; }} > {SUBMIT_OUT} 2> {SUBMIT_ERR}; rc=$?; "
                f"cat {SUBMIT_OUT}; cat {SUBMIT_ERR} >&2; exit $rc")  # fmt: skip
     result = host.run(command, cwd=run_dir)
     queue_id = queue.parse_submit(result.exit_code, result.stdout, result.stderr)
     stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    extra = {}
-    if worker.is_local and worker.scheduler_type == "shell":  # the monitor tells the pid from a reuse of it
-        from jfr_lib.proc import process_start
+    ctx.advance(job, JobState.SUBMITTED, queue_id=queue_id, submitted_on=stamp, **_proc_start(worker, queue_id))
 
-        extra["queue_proc_start"] = process_start(int(queue_id))
-    ctx.advance(job, JobState.SUBMITTED, queue_id=queue_id, submitted_on=stamp, **extra)
+
+def _proc_start(worker, queue_id) -> dict:
+    """For a local shell job, when its process started: the monitor tells the pid from a reuse of it."""
+    if not (worker.is_local and worker.scheduler_type == "shell"):
+        return {}
+    from jfr_lib.proc import process_start
+
+    try:
+        return {"queue_proc_start": process_start(int(queue_id))}
+    except ValueError:
+        return {}
 
 
 def step(ctx: ActionContext) -> int:

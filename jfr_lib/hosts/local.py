@@ -68,8 +68,10 @@ class LocalHost(Host):
         return os.path.exists(path)
 
     def mkdir(self, path):
+        from jfr_lib.private import private_dir
+
         try:
-            Path(path).mkdir(parents=True, exist_ok=True)
+            private_dir(path)
         except OSError as exc:
             raise HostError(f"cannot create folder {path}: {exc.strerror}") from None
 

@@ -296,7 +296,8 @@ class SSHHost(Host):
             raise error from None
 
     def mkdir(self, path):
-        result = self.run(f"mkdir -p {shlex.quote(self.expand(str(path)))}")
+        # run folders hold a job's inputs and outputs: this user's only
+        result = self.run(f"umask 077 && mkdir -p {shlex.quote(self.expand(str(path)))}")
         if result.exit_code != 0:
             raise HostError(f"{self.label}: cannot create folder {path}: {result.stderr.strip()}")
 

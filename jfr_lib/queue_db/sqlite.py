@@ -9,12 +9,14 @@ both act on what they read (a claim is one ``UPDATE ... RETURNING``).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from jfr_lib.errors import QueueDBError
+from jfr_lib.private import private_dir, private_file
 from jfr_lib.queue_db.base import (
     ANY,
     FLOW_COLUMNS,
@@ -155,7 +157,12 @@ class SQLiteQueueDB(QueueDB):
     def __init__(self, path, timeout: float = 60.0):
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._create(timeout)
+            elif self.path.stat().st_size == 0:  # SQLite would quietly make a new, empty queue of it
+                raise QueueDBError(f"{self.path}: the queue database is empty (0 bytes: truncated?); restore "
+                                   "a backup with `jfr backup restore`, or remove the file to start an empty "
+                                   "queue")  # fmt: skip
             self.conn = sqlite3.connect(
                 str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
             )
@@ -165,6 +172,35 @@ class SQLiteQueueDB(QueueDB):
             self._ensure_schema()
         except sqlite3.DatabaseError as exc:
             raise QueueDBError(f"{self.path}: cannot open the queue database: {exc}") from None
+        except OSError as exc:
+            raise QueueDBError(f"{self.path}: cannot open the queue database: {exc.strerror}") from None
+
+    def _create(self, timeout: float) -> None:
+        """Make a new database whole, under a temporary name, then give it its name.
+
+        A file there is always a complete database: one found empty was truncated.
+        """
+        private_dir(self.path.parent)
+        tmp = self.path.with_name(f"{self.path.name}.new{os.getpid()}")
+        conn = sqlite3.connect(str(tmp), timeout=timeout, isolation_level=None)
+        try:
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+                raise QueueDBError(f"{self.path}: cannot switch the database to WAL mode")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()  # the last connection folds the WAL into the file
+        private_file(tmp)
+        try:
+            os.link(tmp, self.path)  # fails when another process made it first: theirs stands
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
 
     def _ensure_schema(self):
         try:
