@@ -98,6 +98,19 @@ def die_with_parent() -> None:
     _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def set_title(title: str) -> None:
+    """What ``ps -f`` shows as this process's command line (setproctitle rewrites it in place).
+
+    A forked process would otherwise show its parent's command line: a warm job
+    would look like ``jfr runner start``, and ``pkill -f`` would hit the wrong one.
+    """
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # without it, only the short name (name_process) tells them apart
+        return
+    setproctitle(title)
+
+
 def name_process(name: str) -> None:
     """The name ``ps -o comm``, ``top`` and /proc/PID/comm show (15 bytes at most)."""
     _prctl(15, name.encode()[:15])  # PR_SET_NAME

@@ -28,7 +28,7 @@ from jfr_lib.actions import ORDER
 from jfr_lib.errors import ConfigError, JfrError
 from jfr_lib.faults import describe as describe_fault
 from jfr_lib.faults import is_fault
-from jfr_lib.proc import die_with_parent, name_process
+from jfr_lib.proc import die_with_parent, name_process, set_title
 from jfr_lib.queue_db import open_queue_db
 from jfr_lib.states import ACTIVE_STATES
 
@@ -115,6 +115,7 @@ class Runner:
         code = 0
         try:
             die_with_parent()
+            set_title(f"jfr-{action} [{self.project.name}]")
             name_process(f"jfr-{action}")
             stop = {"now": os.getppid() != parent}
 

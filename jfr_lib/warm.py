@@ -243,6 +243,7 @@ def serve(project, stop_flag, log, status_file=None) -> None:
         except FileNotFoundError:
             pass
         listener.bind(str(path))
+        inode = os.stat(path).st_ino
     except OSError as exc:
         log.warning("warm starts are off: cannot listen on %s (%s)", path, exc)
         _write_status(status_file, "off", 0)
@@ -277,7 +278,7 @@ def serve(project, stop_flag, log, status_file=None) -> None:
     finally:
         listener.close()
         try:
-            if os.stat(path).st_ino == os.fstat(listener.fileno()).st_ino:
+            if os.stat(path).st_ino == inode:  # ours, not one a newer server made meanwhile
                 path.unlink()
         except OSError:
             pass
@@ -339,9 +340,10 @@ def _become_job(conn: socket.socket, fds: list, request: dict) -> int:
     import random
     import threading
 
-    from jfr_lib.proc import name_process
+    from jfr_lib.proc import name_process, set_title
 
     os.setsid()  # out of the runner's session: its terminal and signals are not the job's
+    set_title(f"jfr-job {request['argv'][0] if request.get('argv') else ''}")
     name_process("jfr-job")
     for signum in (*RELAYED_SIGNALS, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_DFL if signum != signal.SIGPIPE else signal.SIG_IGN)

@@ -144,3 +144,30 @@ def test_a_corrupt_output_file_is_named_in_one_line(tmp_path):
     (tmp_path / "jfr_out.json").write_bytes(b"\xff\xfe not text")
     with pytest.raises(JobFailure, match="jfr_out.json: corrupt"):
         read_output(str(tmp_path))
+
+
+def test_outputs_never_stay_behind_a_failed_job(penv):
+    """The response cannot be applied (a permanent error after the outputs were stored)."""
+    from jfr_lib.actions import ActionContext, complete
+    from jfr_lib.worker import StoreEncoder
+
+    (job_id,) = submit_flow(tj.add(1, 2))
+    with penv.db() as db:
+        job = db.get_job(db_id=job_id)
+    folder = penv.root / "fake-run"
+    folder.mkdir()
+    (folder / "jfr_out.json").write_text(json.dumps({"state": "COMPLETED", "response": {"addition": "nonsense"}}))
+    doc = {"uuid": job["uuid"], "index": 1, "output": 3, "name": "add", "metadata": {}, "hosts": []}
+    (folder / "jfr_store.json").write_text(json.dumps({"docs": [doc], "additional": {}}, cls=StoreEncoder))
+    with penv.db() as db:
+        db.update_job(job_id, {"state": "DOWNLOADED", "run_dir": str(folder), "local_dir": str(folder)})
+    ctx = ActionContext(penv.project, "complete")
+    try:
+        assert complete.step(ctx) == 0
+    finally:
+        ctx.close()
+    (job,) = penv.jobs()
+    assert job["state"] == "FAILED"
+    from jfr_lib.jobstore import get_jobstore
+
+    assert get_jobstore(penv.project).docs_store.count({"uuid": job["uuid"]}) == 0

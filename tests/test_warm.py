@@ -113,6 +113,9 @@ def test_job_stop_terminates_the_job_itself(penv, warm):
         pid = started_pid(penv)
         wait_for(lambda: penv.jobs()[0]["state"] == "RUNNING" and not penv.jobs()[0].get("lock_id"), 30,
                  message="RUNNING and unlocked")  # fmt: skip
+        if warm:  # its own command line, not the runner's (`pkill -f "jfr runner"` must not hit it)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            assert cmdline == f"jfr-job {penv.jobs()[0]['run_dir']}"
         if warm:  # `jfr runner info` shows the warm server and what it started
             def warm_server():
                 info = json.loads(penv.jfr("runner", "info", "--json")[1])
@@ -180,6 +183,7 @@ def test_a_long_data_folder_still_starts_warm(penv):
     (job,) = penv.jobs()
     assert job["state"] == "COMPLETED" and job["started"] == "warm"
     assert (socket_path(penv.project.base_dir).parent.stat().st_mode & 0o777) == 0o700
+    assert not socket_path(penv.project.base_dir).exists()  # the stopped server took its socket away
 
 
 @pytest.mark.e2e

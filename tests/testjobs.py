@@ -181,3 +181,28 @@ def python_path():
 def big_text(megabytes):
     """An output of ``megabytes`` MB, stored in the docs store."""
     return "x" * (megabytes * 1024 * 1024)
+
+
+@job
+def chaos_step(path, tag, value, seconds=0.0, after=None):
+    """Records that it ran (a line with its tag), works a little, returns ``value``.
+    ``after`` ties it to a parent without using its output."""
+    import time
+
+    with open(path, "a") as f:
+        f.write(f"{tag}\n")
+    time.sleep(seconds)
+    return value
+
+
+@job
+def chaos_adder(path, tag, n):
+    """Records that it ran, then adds ``n`` chaos steps to the flow."""
+    with open(path, "a") as f:
+        f.write(f"{tag}\n")
+    added = []
+    for i in range(n):
+        step = chaos_step(path, f"{tag}-{i}", 1000 + i, 0.3)
+        step.name = f"{tag}-{i}"
+        added.append(step)
+    return Response(output=n, addition=Flow(added))
