@@ -79,28 +79,74 @@ def check_worker(project, worker) -> list:
     return out
 
 
+def _reason(exc) -> str:
+    """One line, no password, no pymongo topology dump."""
+    from jfr_lib.errors import JfrError
+    from jfr_lib.redact import mask_text
+
+    if not isinstance(exc, JfrError) and type(exc).__module__.split(".")[0] == "pymongo":
+        from jfr_lib.queue_db.mongo import describe_error
+
+        return f"cannot reach its MongoDB server: {describe_error(exc)}" if _unreachable(exc) else describe_error(exc)
+    return mask_text(" ".join(str(exc).split()))[:500]
+
+
+def _unreachable(exc) -> bool:
+    return bool({c.__name__ for c in type(exc).__mro__} & {"ConnectionFailure", "ServerSelectionTimeoutError"})
+
+
+def _limit_mongo_waits(store, timeout: float) -> None:
+    """Give each MongoDB store of the JobStore the queue's connect timeout, unless its spec sets one.
+
+    maggma passes ``mongoclient_kwargs`` to pymongo, whose default wait for an
+    unreachable server is 30 s.
+    """
+    stores = [store.docs_store, *store.additional_stores.values()]
+    stores += [s.index for s in stores if hasattr(s, "index")]  # S3Store keeps its index in another store
+    ms = int(timeout * 1000)
+    for s in stores:
+        kwargs = getattr(s, "mongoclient_kwargs", None)
+        if isinstance(kwargs, dict):
+            kwargs.setdefault("serverSelectionTimeoutMS", ms)
+            kwargs.setdefault("connectTimeoutMS", ms)
+
+
 def check_databases(project) -> list:
-    out = []
+    """Open the queue database and count the JobStore's outputs; each answers within ``queue.connect_timeout``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # each may wait for an unreachable server: let them wait side by side
+        queue = pool.submit(_check_queue_db, project)
+        store = _check_jobstore(project)
+        return [queue.result(), store]
+
+
+def _check_queue_db(project) -> Check:
+    label = f"queue database ({project.queue.backend})"
     try:
         from jfr_lib.queue_db import open_queue_db
 
         with open_queue_db(project) as db:
             n = db.count_jobs()
-            out.append(Check(True, f"queue database ({project.queue.backend})",
-                             f"schema {db.schema_version()}, {n} jobs"))  # fmt: skip
+            return Check(True, label, f"schema {db.schema_version()}, {n} jobs")
     except Exception as exc:  # any failure here is the answer to the check
-        out.append(Check(False, f"queue database ({project.queue.backend})", " ".join(str(exc).split())))
+        return Check(False, label, _reason(exc))
+
+
+def _check_jobstore(project) -> Check:
     try:
         from jfr_lib.jobstore import get_jobstore, store_lock
 
-        store = get_jobstore(project)
+        store = get_jobstore(project, connect=False)
+        _limit_mongo_waits(store, project.queue.connect_timeout)
+        with store_lock(project, exclusive=True):
+            store.connect()
         with store_lock(project, exclusive=False):
             n = store.docs_store.count()
         names = ", ".join(sorted(store.additional_stores)) or "none"
-        out.append(Check(True, "JobStore", f"{n} outputs; additional stores: {names}"))
+        return Check(True, "JobStore", f"{n} outputs; additional stores: {names}")
     except Exception as exc:  # any failure here is the answer to the check
-        out.append(Check(False, "JobStore", " ".join(str(exc).split())))
-    return out
+        return Check(False, "JobStore", _reason(exc))
 
 
 def run_checks(project, worker_names=None) -> list:

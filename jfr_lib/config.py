@@ -1,18 +1,22 @@
 """The project file: find it, read it (YAML, TOML or JSON) and turn it into typed objects.
 
-Only the standard library (and PyYAML for YAML files) is imported here: the
-command line loads a project on every call and must start fast.
+This module holds the typed objects and finds the files; reading a file is
+:mod:`jfr_lib.config_load`, checking it and building the objects
+:mod:`jfr_lib.config_check`. Only the standard library (and PyYAML for YAML
+files) is imported: the command line loads a project on every call and must
+start fast.
 
-Errors name the file and the dotted key, one line each::
+Errors name the file and the dotted key, one line for each problem; every
+problem of a file is reported at once::
 
     /home/me/.config/jfr/projects/p.yaml: workers.cluster.work_dir: must be an absolute path
+    /home/me/.config/jfr/projects/p.yaml: runner.heartbeat: must be a finite number
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +27,21 @@ SCHEDULERS = ("shell", "slurm", "pbs", "sge")
 WORKER_TYPES = ("local", "remote")
 
 
-def _doc(text: str, default=None, **kwargs):
-    """A dataclass field whose metadata carries its description."""
+def _doc(text: str, default=None, positive=None, **kwargs):
+    """A dataclass field whose metadata carries its description.
+
+    ``positive`` marks a number that must be more than 0 (True, or the reason
+    to give when it is not); every number must be finite and not negative.
+    """
+    metadata = {"doc": text, "positive": positive}
     if callable(default):
-        return field(default_factory=default, metadata={"doc": text}, **kwargs)
-    return field(default=default, metadata={"doc": text}, **kwargs)
+        return field(default_factory=default, metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+#: Why ``timeout_execute`` (jobflow-remote's key: the seconds a command on the host may run) must be > 0.
+_TIMEOUT_EXECUTE = ("must be more than 0: it is how many seconds a command on the host may run before it "
+                    "is stopped, so 0 would stop every command at once")  # fmt: skip
 
 
 @dataclass
@@ -58,8 +72,9 @@ class Worker:
     post_run: str | None = _doc("shell lines run after every job on this worker")
     max_jobs: int | None = _doc("most jobs queued or running at once (none: no limit)")
     python: str | None = _doc("python command on the worker (local default: the runner's)")
-    poll_interval: float | None = _doc("seconds between queue status queries")
-    timeout_execute: float = _doc("seconds before a command on the host times out", 60.0)
+    poll_interval: float | None = _doc("seconds between queue status queries", positive=True)
+    timeout_execute: float = _doc("seconds before a command on the host times out", 60.0,
+                                  positive=_TIMEOUT_EXECUTE)  # fmt: skip
     scheduler_username: str | None = _doc("user name used to query the queue")
     host: str | None = _doc("remote host name")
     user: str | None = _doc("remote user name")
@@ -68,7 +83,7 @@ class Worker:
     key_filename: Any = _doc("SSH private key file(s)")
     passphrase: str | None = _doc("passphrase of the SSH key")
     gateway: Any = _doc("jump host: a host string or a mapping of connection keys")
-    connect_timeout: float | None = _doc("seconds to wait for an SSH connection")
+    connect_timeout: float | None = _doc("seconds to wait for an SSH connection", positive=True)
     keepalive: int | None = _doc("seconds between SSH keepalive packets", 60)
     login_shell: bool = _doc("run remote commands in a login shell", True)
     shell_cmd: str = _doc("shell used for remote commands", "bash")
@@ -95,18 +110,20 @@ class QueueConfig:
     uri: str | None = _doc("MongoDB connection URI")
     database: str | None = _doc("MongoDB database name")
     prefix: str = _doc("prefix of the MongoDB collection names", "jfr")
+    connect_timeout: float = _doc("seconds to wait for the MongoDB server (to find it and to connect) "
+                                  "before a command gives up", 5.0, positive=True)  # fmt: skip
 
 
 @dataclass
 class RunnerOptions:
     """How the runner paces itself (``runner``)."""
 
-    idle_sleep: float = _doc("seconds an idle action process sleeps between looks", 1.0)
-    queue_poll_interval: float = _doc("default seconds between queue status queries", 5.0)
-    local_poll_interval: float = _doc("seconds between status queries of local shell jobs", 1.0)
+    idle_sleep: float = _doc("seconds an idle action process sleeps between looks", 1.0, positive=True)
+    queue_poll_interval: float = _doc("default seconds between queue status queries", 5.0, positive=True)
+    local_poll_interval: float = _doc("seconds between status queries of local shell jobs", 1.0, positive=True)
     max_step_attempts: int = _doc("attempts of a failing step before REMOTE_ERROR", 3)
     delta_retry: list = _doc("seconds to wait before each retry", lambda: [30, 300, 1200])
-    heartbeat: float = _doc("seconds between heartbeats of the runner lease", 5.0)
+    heartbeat: float = _doc("seconds between heartbeats of the runner lease", 5.0, positive=True)
     stale_heartbeats: int = _doc("missed heartbeats after which another runner may take over", 3)
     processes: dict = _doc("processes per action, e.g. {upload: 2, complete: 2}", dict)
     log_max_bytes: int = _doc("size at which the runner log is rotated", 10 * 1024 * 1024)
@@ -115,9 +132,9 @@ class RunnerOptions:
     recycle_memory_mb: float = _doc("an action process whose resident memory grew by more than this many MB "
                                     "(a large output went through it) is replaced by a fresh one after its step",
                                     100.0)  # fmt: skip
-    lock_timeout: float | None = _doc("seconds after which a lock counts as stale")
+    lock_timeout: float | None = _doc("seconds after which a lock counts as stale", positive=True)
     delay_checkout: float | None = _doc("accepted for compatibility; unused")
-    delay_check_run_status: float | None = _doc("alias of queue_poll_interval")
+    delay_check_run_status: float | None = _doc("alias of queue_poll_interval", positive=True)
     delay_advance_status: float | None = _doc("accepted for compatibility; unused")
     delay_refresh_limited: float | None = _doc("accepted for compatibility; unused")
     delay_update_batch: float | None = _doc("accepted for compatibility; unused")
@@ -157,6 +174,7 @@ class Project:
         return self.base_dir / "jobstore"
 
     def worker(self, name: str) -> Worker:
+        """The worker called ``name``; ConfigError if the project has none."""
         try:
             return self.workers[name]
         except KeyError:
@@ -225,37 +243,13 @@ def load_project(name: str | None = None) -> Project:
     return load_project_file(find_project_file(name))
 
 
-# --- reading -------------------------------------------------------------------
 
 
 def read_mapping(path: Path) -> dict:
-    """Read a YAML, TOML or JSON file into a dict, with one-line errors."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", path) from None
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        elif path.suffix == ".toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                import tomli as tomllib
-            data = tomllib.loads(text)
-        else:
-            import yaml
+    """Read a YAML, TOML or JSON file into a dict (see :func:`jfr_lib.config_load.read_mapping`)."""
+    from jfr_lib.config_load import read_mapping as read
 
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            data = yaml.load(text, Loader=loader)
-    except Exception as exc:  # each parser has its own error classes
-        msg = " ".join(str(exc).split())
-        raise ConfigError(f"not valid {path.suffix.lstrip('.').upper()}: {msg}", path) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("must hold a mapping of keys", path)
-    return data
+    return read(Path(path))
 
 
 def load_project_file(path) -> Project:
@@ -274,229 +268,13 @@ def load_project_file(path) -> Project:
     Raises
     ------
     ConfigError
-        The first problem found, as ``FILE: KEY: reason``.
+        Every problem found, one line each as ``FILE: KEY: reason`` (repeated
+        keys included); or one line when the file cannot be read or parsed.
     """
+    from jfr_lib.config_check import ProjectChecker
+    from jfr_lib.config_load import read_mapping as read
+
     path = Path(path).expanduser().absolute()
-    return _Parser(path).project(read_mapping(path))
-
-
-class _Parser:
-    """Turns the raw mapping into dataclasses, reporting ``FILE: key: reason``."""
-
-    TOP_KEYS = {
-        "name", "base_dir", "tmp_dir", "log_dir", "daemon_dir", "log_level", "runner",
-        "workers", "queue", "exec_config", "jobstore", "remote_jobstore", "metadata",
-    }  # fmt: skip
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, message: str):
-        raise ConfigError(message, self.path, key)
-
-    def project(self, data: dict) -> Project:
-        self.keys(data, self.TOP_KEYS, "")
-        name = data.get("name", self.path.stem)
-        if not isinstance(name, str) or not name.strip():
-            self.fail("name", "must be a non-empty string")
-        if name != self.path.stem:
-            self.fail("name", f"must match the file name ({self.path.stem!r})")
-        base_dir = data.get("base_dir")
-        if base_dir is None:
-            base = default_base_dir(name)
-        else:
-            base = self.abspath("base_dir", base_dir)
-        log_dir = self.abspath("log_dir", data["log_dir"]) if data.get("log_dir") else None
-        workers_raw = data.get("workers")
-        if not isinstance(workers_raw, dict) or not workers_raw:
-            self.fail("workers", "must be a mapping with at least one worker")
-        workers = {n: self.worker(n, w) for n, w in workers_raw.items()}
-        execs_raw = self.mapping("exec_config", data.get("exec_config") or {})
-        execs = {n: self.exec_config(f"exec_config.{n}", n, e) for n, e in execs_raw.items()}
-        jobstore = data.get("jobstore")
-        if jobstore is not None:
-            self.jobstore(jobstore)
-        metadata = self.mapping("metadata", data.get("metadata") or {})
-        return Project(
-            name=name,
-            path=self.path,
-            base_dir=base,
-            workers=workers,
-            exec_config=execs,
-            queue=self.queue(data.get("queue")),
-            runner=self.runner(data.get("runner") or {}),
-            jobstore=jobstore,
-            metadata=metadata,
-            log_dir=log_dir,
-        )
-
-    # helpers
-    def keys(self, data: dict, allowed, prefix: str):
-        for k in data:
-            if k not in allowed:
-                where = f"{prefix}.{k}" if prefix else str(k)
-                self.fail(where, "unknown key")
-
-    def mapping(self, key: str, value) -> dict:
-        if not isinstance(value, dict):
-            self.fail(key, "must be a mapping")
-        return value
-
-    def abspath(self, key: str, value) -> Path:
-        if not isinstance(value, str) or not value:
-            self.fail(key, "must be a path")
-        p = Path(os.path.expandvars(value)).expanduser()
-        if not p.is_absolute():
-            self.fail(key, "must be an absolute path")
-        return p
-
-    def typed(self, cls, key: str, data: dict, **fixed):
-        """Build a dataclass from ``data``, checking key names and value types."""
-        known = {f.name: f for f in fields(cls)}
-        self.keys(data, set(known) - set(fixed), key)
-        values = {}
-        for k, v in data.items():
-            f = known[k]
-            values[k] = self.check_type(f"{key}.{k}", f.type, v)
-        return cls(**values, **fixed)
-
-    def check_type(self, key: str, annotation: str, value):
-        if value is None or annotation == "Any":
-            return value
-        kinds = annotation.replace(" ", "").split("|")
-        if "float" in kinds and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if value < 0:
-                self.fail(key, "must not be negative")
-            return float(value)
-        if "int" in kinds and isinstance(value, int) and not isinstance(value, bool):
-            if value < 0:
-                self.fail(key, "must not be negative")
-            return value
-        checks = {"str": str, "bool": bool, "dict": dict, "list": list}
-        for kind in kinds:
-            if kind in checks and isinstance(value, checks[kind]):
-                return value
-        wanted = {"str": "a string", "bool": "true or false", "dict": "a mapping",
-                  "list": "a list", "int": "a whole number", "float": "a number"}  # fmt: skip
-        names = " or ".join(wanted[k] for k in kinds if k in wanted)
-        self.fail(key, f"must be {names}")
-
-    # sections
-    def worker(self, name, raw) -> Worker:
-        key = f"workers.{name}"
-        self.mapping(key, raw)
-        w = self.typed(Worker, key, raw, name=name)
-        if w.type not in WORKER_TYPES:
-            self.fail(f"{key}.type", f"must be one of {', '.join(WORKER_TYPES)}")
-        if w.scheduler_type not in SCHEDULERS:
-            self.fail(f"{key}.scheduler_type", f"must be one of {', '.join(SCHEDULERS)}")
-        if not w.work_dir:
-            self.fail(f"{key}.work_dir", "is required")
-        if w.type == "local":
-            w.work_dir = str(self.abspath(f"{key}.work_dir", w.work_dir))
-        elif not w.work_dir.startswith(("/", "~", "$")):
-            self.fail(f"{key}.work_dir", "must be an absolute path")
-        if w.type == "remote" and not w.host:
-            self.fail(f"{key}.host", "is required for a remote worker")
-        if w.max_jobs is not None and w.max_jobs < 1:
-            self.fail(f"{key}.max_jobs", "must be at least 1")
-        return w
-
-    def exec_config(self, key, name, raw) -> ExecConfig:
-        self.mapping(key, raw)
-        e = self.typed(ExecConfig, key, raw, name=name)
-        if isinstance(e.modules, str):
-            e.modules = [e.modules]
-        for k, v in e.export.items():
-            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
-                self.fail(f"{key}.export.{k}", "must be a string or a number")
-        e.export = {str(k): str(v) for k, v in e.export.items()}
-        return e
-
-    def queue(self, raw) -> QueueConfig:
-        if raw is None:
-            return QueueConfig()
-        self.mapping("queue", raw)
-        if "store" in raw:
-            return self.jfremote_queue(raw)
-        q = self.typed(QueueConfig, "queue", raw)
-        if q.backend not in ("sqlite", "mongodb"):
-            self.fail("queue.backend", "must be sqlite or mongodb")
-        if q.backend == "sqlite" and q.path:
-            q.path = str(self.abspath("queue.path", q.path))
-        if q.backend == "mongodb":
-            if not q.uri:
-                self.fail("queue.uri", "is required for the mongodb backend")
-            if not q.database:
-                self.fail("queue.database", "is required for the mongodb backend")
-        return q
-
-    def jfremote_queue(self, raw) -> QueueConfig:
-        """Map jobflow-remote's ``queue.store`` (a maggma Mongo store) to our MongoDB backend."""
-        allowed = {"store", "flows_collection", "auxiliary_collection", "batches_collection",
-                   "db_id_prefix"}  # fmt: skip
-        self.keys(raw, allowed, "queue")
-        store = self.mapping("queue.store", raw["store"])
-        kind = store.get("type")
-        if kind == "MongoURIStore":
-            uri = store.get("uri")
-            if not uri:
-                self.fail("queue.store.uri", "is required")
-        elif kind == "MongoStore":
-            from urllib.parse import quote_plus
-
-            host = store.get("host", "localhost")
-            port = store.get("port", 27017)
-            auth = ""
-            if store.get("username"):
-                auth = f"{quote_plus(store['username'])}:{quote_plus(str(store.get('password', '')))}@"
-            uri = f"mongodb://{auth}{host}:{port}/"
-        else:
-            self.fail("queue.store.type", "must be MongoStore or MongoURIStore")
-        database = store.get("database")
-        if not database:
-            self.fail("queue.store.database", "is required")
-        prefix = store.get("collection_name", "jobs")
-        return QueueConfig(backend="mongodb", uri=uri, database=database, prefix=prefix)
-
-    def runner(self, raw) -> RunnerOptions:
-        self.mapping("runner", raw)
-        r = self.typed(RunnerOptions, "runner", raw)
-        if r.delay_check_run_status is not None and "queue_poll_interval" not in raw:
-            r.queue_poll_interval = r.delay_check_run_status
-        if isinstance(r.delta_retry, (int, float)):
-            r.delta_retry = [r.delta_retry]
-        if not r.delta_retry or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
-            for x in r.delta_retry
-        ):
-            self.fail("runner.delta_retry", "must be a list of non-negative numbers")
-        if r.max_step_attempts < 1:
-            self.fail("runner.max_step_attempts", "must be at least 1")
-        if r.heartbeat <= 0:
-            self.fail("runner.heartbeat", "must be positive")
-        if r.stale_heartbeats < 1:
-            self.fail("runner.stale_heartbeats", "must be at least 1")
-        many = ("upload", "submit", "download", "complete")
-        for action, n in r.processes.items():
-            key = f"runner.processes.{action}"
-            if action not in (*many, "checkout", "monitor"):
-                self.fail(key, "unknown action")
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                self.fail(key, "must be a whole number of at least 1")
-            if action not in many and n != 1:
-                self.fail(key, "this action runs in exactly one process")
-        return r
-
-    def jobstore(self, raw):
-        self.mapping("jobstore", raw)
-        docs = raw.get("docs_store")
-        if not isinstance(docs, dict) or "type" not in docs:
-            self.fail("jobstore.docs_store", "must be a store mapping with a `type`")
-        extra = raw.get("additional_stores") or {}
-        self.mapping("jobstore.additional_stores", extra)
-        for n, s in extra.items():
-            if not isinstance(s, dict) or "type" not in s:
-                self.fail(f"jobstore.additional_stores.{n}", "must be a store mapping with a `type`")
-        self.keys(raw, {"docs_store", "additional_stores", "save", "load"}, "jobstore")
-
+    problems = []
+    data = read(path, problems)
+    return ProjectChecker(path, problems).project(data)

@@ -3,8 +3,12 @@
 ``start`` double-forks a daemon (its own session, stdio on /dev/null, logging
 to the project's log file) and returns once the daemon holds the lease and
 its action processes are up; it reports instead when a runner already runs,
-so a crontab line can call it every few minutes. ``stop`` writes a stop
-request into the queue database, so it works from any host that reaches it.
+so a crontab line can call it every few minutes (and says so in the log, since
+cron discards what it prints). ``stop`` writes a stop request into the queue
+database, so it works from any host that reaches it.
+
+status, stop, kill and logs work from an invalid project file too
+(:mod:`jfr_lib.config_lenient`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from jfr_lib import lease as leases
 from jfr_lib.errors import JfrError, UsageError
+from jfr_lib.private import private_dir, private_file
 from jfr_lib.queue_db import open_queue_db
 
 log = logging.getLogger("jfr.runner")
@@ -26,6 +31,15 @@ LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 
 #: ``jfr runner status`` exit codes, as LSB init scripts use them.
 STATUS_CODES = {leases.RUNNING: 0, leases.STALE: 1, leases.STOPPED: 3}
+
+
+class MaskingFormatter(logging.Formatter):
+    """A formatter that masks secrets (URI passwords and the like) in every line, tracebacks included."""
+
+    def format(self, record) -> str:
+        from jfr_lib.redact import mask_text
+
+        return mask_text(super().format(record))
 
 
 def setup_logging(project, stderr: bool, debug: bool = False) -> Path:
@@ -37,11 +51,12 @@ def setup_logging(project, stderr: bool, debug: bool = False) -> Path:
     from logging.handlers import WatchedFileHandler
 
     path = project.log_path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     handlers = [WatchedFileHandler(path)]
+    private_file(path)
     if stderr:
         handlers.append(logging.StreamHandler())
-    formatter = logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S")
+    formatter = MaskingFormatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S")
     for h in handlers:
         h.setFormatter(formatter)
     root = logging.getLogger("jfr")
@@ -70,11 +85,43 @@ def rotate_log(project) -> None:
     log.info("log rotated")
 
 
+def note(project, message: str, level: int = logging.INFO) -> None:
+    """Write one line into the project's runner log from a short-lived command.
+
+    ``jfr runner start`` run by cron has its output discarded: what it decided
+    must be in the log that ``jfr runner logs`` shows.
+    """
+    path = project.log_path
+    try:
+        private_dir(path.parent)
+        handler = logging.FileHandler(path)
+        private_file(path)
+    except OSError:  # no log to write to: the command's own output still says it
+        return
+    try:
+        handler.setFormatter(MaskingFormatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S"))
+        handler.emit(log.makeRecord(log.name, level, __file__, 0, message, (), None))
+    finally:
+        handler.close()
+
+
 def current(project) -> tuple:
-    """(status word, lease or None)."""
+    """(status word, lease or None).
+
+    On the lease's own host, a live process is running even when its heartbeat
+    is late (a loaded machine): stale means its process is gone. From another
+    host only the heartbeat's age can tell.
+    """
     with open_queue_db(project) as db:
         found = leases.read(db)
-    return leases.status(found), found
+    return _status(found), found
+
+
+def _status(found: dict | None) -> str:
+    word = leases.status(found)
+    if word == leases.STALE and found.get("host") == socket.gethostname() and leases.alive_here(found):
+        word = leases.RUNNING
+    return word
 
 
 def start(project, timeout: float = 60.0, debug: bool = False) -> tuple:
@@ -89,6 +136,7 @@ def start(project, timeout: float = 60.0, debug: bool = False) -> tuple:
 
     word, found = current(project)
     if word == leases.RUNNING:
+        note(project, f"start: nothing to do, a runner already runs on {found['host']} (pid {found['pid']})")
         return False, found
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -106,9 +154,14 @@ def start(project, timeout: float = 60.0, debug: bool = False) -> tuple:
             setup_logging(project, stderr=False, debug=debug)
 
             def ready():
+                try:  # a fresh heartbeat: the lease has aged while the heavy imports loaded
+                    runner.beat()
+                except Exception:  # the loop beats again soon; say ready regardless
+                    log.debug("heartbeat before ready failed", exc_info=True)
                 _say(write_end, "ok")
 
-            code = Runner(project, on_ready=ready).run()
+            runner = Runner(project, on_ready=ready)
+            code = runner.run()
         except RunnerBusy as exc:
             _say(write_end, f"busy {exc}")
         except BaseException as exc:  # the daemon has no terminal: the log and the pipe say why
@@ -124,7 +177,9 @@ def start(project, timeout: float = 60.0, debug: bool = False) -> tuple:
     if message == "ok":
         return True, current(project)[1]
     if message.startswith("busy"):
-        return False, current(project)[1]
+        holder = current(project)[1]
+        note(project, f"start: nothing to do, {message.split(' ', 1)[-1]}")
+        return False, holder
     detail = message.split(" ", 1)[1] if " " in message else f"see {project.log_path}"
     raise JfrError(f"the runner did not start: {detail}")
 
@@ -157,7 +212,7 @@ def stop(project, wait: float = 120.0) -> dict | None:
     """Ask the runner to stop and wait until it has. Returns its lease, or None."""
     with open_queue_db(project) as db:
         found = leases.read(db)
-        if leases.status(found) != leases.RUNNING:
+        if _status(found) != leases.RUNNING:
             return None
         found = leases.request_stop(db)
     if found is None or wait <= 0:
@@ -194,20 +249,30 @@ def kill(project) -> dict | None:
     return found
 
 
-def tail(path: Path, n: int) -> list:
-    """The last ``n`` lines of a file."""
+def tail(path, n: int, max_bytes: int | None = None) -> list:
+    """The last ``n`` lines of a file, reading it backwards from its end only as far as needed.
+
+    ``max_bytes`` bounds what is read when the lines are very long (a file
+    without line breaks); the first line returned may then be cut.
+    """
+    if n <= 0:
+        return []
+    chunks, newlines, got = [], 0, 0
     try:
         with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size, block, data = f.tell(), 8192, b""
-            while size > 0 and data.count(b"\n") <= n:
-                step = min(block, size)
+            size = f.seek(0, os.SEEK_END)
+            while size > 0 and newlines <= n and (max_bytes is None or got < max_bytes):
+                step = min(65536, size)
                 size -= step
                 f.seek(size)
-                data = f.read(step) + data
+                chunk = f.read(step)
+                chunks.append(chunk)
+                newlines += chunk.count(b"\n")
+                got += step
     except FileNotFoundError:
         return []
-    return [line.decode(errors="replace") for line in data.splitlines()[-n:]] if n else []
+    data = b"".join(reversed(chunks))
+    return [line.decode(errors="replace") for line in data.splitlines()[-n:]]
 
 
 def follow(path: Path, out, poll: float = 0.3) -> None:

@@ -31,16 +31,21 @@ class ConfigError(JfrError):
         The project file, named first in the message.
     key
         The dotted key that is wrong (``workers.cluster.work_dir``).
+    more
+        Further problems of the same file, as ``(key, reason)`` pairs: the
+        message then has one line per problem, each ``FILE: KEY: reason``.
     """
 
     exit_code = 2
 
-    def __init__(self, message: str, path=None, key: str | None = None):
+    def __init__(self, message: str, path=None, key: str | None = None, more=()):
         self.path = path
         self.key = key
         self.reason = message
-        parts = [str(p) for p in (path, key) if p]
-        super().__init__(": ".join([*parts, message]))
+        #: every problem found, ``(key, reason)``, the first one first
+        self.problems = [(key, message), *more]
+        lines = (": ".join([*(str(p) for p in (path, k) if p), m]) for k, m in self.problems)
+        super().__init__("\n".join(lines))
 
 
 class SubmitError(JfrError):

@@ -358,7 +358,8 @@ class Runner:
         try:
             self.acquire()
             status_dir(self.project).mkdir(parents=True, exist_ok=True)
-            preload()
+            preload()  # seconds on a slow login node: renew the lease taken before it
+            self.beat()
             if self.once:
                 for action in ORDER:
                     self.spawn(action)

@@ -13,6 +13,17 @@ import warnings
 
 from jfr_lib.errors import SubmitError
 from jfr_lib.states import JobState
+from jfr_lib.submit_check import (
+    as_flow,
+    check_job,
+    check_run_config,
+    check_storable,
+    kind,
+    one_line,
+    priority_value,
+    project_for,
+    unimportable,
+)
 
 RUN_CONFIG_KEYS = ("worker", "exec_config", "resources", "priority")
 
@@ -57,9 +68,6 @@ def set_run_config(flow_or_job, name_filter=None, function_filter=None, exec_con
                                   function_filter=function_filter, dynamic=dynamic,
                                   dict_mod=True)  # fmt: skip
     return flow_or_job
-
-
-EXEC_CONFIG_KEYS = ("modules", "export", "pre_run", "post_run")
 
 
 def _as_mapping(value):
@@ -116,7 +124,7 @@ def submit_flow(flow_or_job, worker=None, project=None, exec_config=None, resour
     resources
         Default scheduler resources.
     priority
-        Default priority (higher runs first; 0 when omitted).
+        Default priority, a whole number (higher runs first; 0 when omitted).
     allow_external_references
         Accept references to jobs outside the flow (they must already have outputs).
 
@@ -128,35 +136,40 @@ def submit_flow(flow_or_job, worker=None, project=None, exec_config=None, resour
     Raises
     ------
     SubmitError
-        Unknown worker or exec_config, a job that cannot be serialized or imported
-        on the worker, a reference to an additional store the JobStore lacks, or a
-        flow that was already submitted. Nothing is stored then.
+        Anything that is not a flow or a job (a Maker, a function, None, an empty
+        flow, a flow holding something else, a cycle); an argument of the wrong
+        type; an unknown worker or exec_config; a priority that is not a whole
+        number; a job that cannot be serialized or imported on the worker (nor
+        its arguments: a lambda, a local function, something of ``__main__``); a
+        reference to an additional store the JobStore lacks; a flow that was
+        already submitted. One line naming the job (name and uuid) when there
+        is one. Nothing is stored then.
+    ConfigError
+        The project does not exist or its file is invalid.
     """
-    from jobflow.core.flow import get_flow
-
-    from jfr_lib.config import Project, load_project
     from jfr_lib.jobstore import additional_store_names
     from jfr_lib.queue_db import open_queue_db
 
-    proj = project if isinstance(project, Project) else load_project(project)
-    try:
-        flow = get_flow(flow_or_job, allow_external_references=allow_external_references)
-    except ValueError as exc:
-        raise SubmitError(" ".join(str(exc).split())) from None
-    except (AttributeError, TypeError) as exc:  # jobflow serializes while it builds the flow
-        raise SubmitError(f"the flow cannot be serialized: {_one_line(exc)}") from None
+    proj = project_for(project)
+    if not isinstance(allow_external_references, bool):
+        raise SubmitError(f"allow_external_references must be True or False, not {kind(allow_external_references)}")
+    if worker is not None and not isinstance(worker, str):
+        raise SubmitError(f"worker must be the name of a worker, not {kind(worker)}")
+    flow = as_flow(flow_or_job, allow_external_references)
     defaults = {"worker": worker or next(iter(proj.workers)), "exec_config": plain_exec_config(exec_config),
                 "resources": plain_resources(resources), "priority": priority}  # fmt: skip
     stores = additional_store_names(proj)
+    flow_label = f"flow {flow.name} ({flow.uuid})"
     jobs = []
     try:
         with warnings.catch_warnings():  # jfr runs unconnected jobs side by side: no order to warn of
             warnings.filterwarnings("ignore", message="Some jobs are not connected")
             order = list(flow.iterflow())
-    except ValueError as exc:  # a cycle
-        raise SubmitError(f"flow {flow.name} ({flow.uuid}): {_one_line(exc)}") from None
+    except Exception as exc:  # a cycle, or a graph jobflow cannot build
+        raise SubmitError(f"{flow_label}: {one_line(exc)}") from None
     for job, parents in order:
         label = f"job {job.name} ({job.uuid})"
+        check_job(job, label)
         for name in getattr(job, "_kwargs", {}):
             if name not in stores:
                 known = ", ".join(sorted(stores)) or "none"
@@ -168,6 +181,12 @@ def submit_flow(flow_or_job, worker=None, project=None, exec_config=None, resour
         jobs.append(new_job_document(job_dict, job_parents(job, parents), flow.uuid, defaults))
     for doc in jobs:
         check_run_config(proj, doc, f"job {doc['name']} ({doc['uuid']})")
+    metadata = getattr(flow, "metadata", None) or {}
+    if not isinstance(metadata, dict):
+        raise SubmitError(f"{flow_label}: its metadata must be a mapping, not {kind(metadata)}")
+    flow_doc = {"uuid": flow.uuid, "name": str(flow.name), "metadata": dict(metadata), "n_jobs": len(jobs)}
+    for doc, label in [(flow_doc, flow_label), *((d, f"job {d['name']} ({d['uuid']})") for d in jobs)]:
+        check_storable(doc, label, proj.queue.backend)
 
     with open_queue_db(proj) as db:
         internal = {d["uuid"] for d in jobs}
@@ -177,16 +196,12 @@ def submit_flow(flow_or_job, worker=None, project=None, exec_config=None, resour
         for doc in jobs:
             pending = [p for p in doc["parents"] if p in internal or (p in stored and p not in done)]
             doc["state"] = str(JobState.WAITING if pending else JobState.READY)
-        flow_doc = {"uuid": flow.uuid, "name": flow.name,
-                    "state": "READY" if any(d["state"] == "READY" for d in jobs) else "WAITING",
-                    "metadata": dict(getattr(flow, "metadata", None) or {}),
-                    "n_jobs": len(jobs)}  # fmt: skip
+        flow_doc["state"] = "READY" if any(d["state"] == "READY" for d in jobs) else "WAITING"
         try:
             ids = db.insert_flow(flow_doc, jobs)
         except KeyError as exc:
             raise SubmitError(
-                f"flow {flow.name} ({flow.uuid}) is already submitted (uuid {exc.args[0]} "
-                "is in the queue database)"
+                f"{flow_label} is already submitted (uuid {exc.args[0]} is in the queue database)"
             ) from None
     from jfr_lib.wakeup import notify
 
@@ -211,7 +226,7 @@ def serialize_job(job, label: str) -> dict:
     try:
         job_dict = json.loads(json.dumps(job.as_dict(), cls=MontyEncoder))
     except Exception as exc:
-        raise SubmitError(f"{label}: cannot be serialized: {_one_line(exc)}") from None
+        raise SubmitError(f"{label}: cannot be serialized: {one_line(exc)}") from None
     func = job_dict.get("function") or {}
     module = func.get("@module")
     if module == "__main__":
@@ -224,12 +239,14 @@ def serialize_job(job, label: str) -> dict:
     try:
         MontyDecoder().process_decoded(func)
     except Exception as exc:
-        raise SubmitError(f"{label}: its function cannot be imported: {_one_line(exc)}") from None
+        raise SubmitError(f"{label}: its function cannot be imported: {one_line(exc)}") from None
+    args = [(f"argument {i + 1}", v) for i, v in enumerate(job_dict.get("function_args") or [])]
+    args += [(f"argument {k!r}", v) for k, v in (job_dict.get("function_kwargs") or {}).items()]
+    for where, value in args:
+        why = unimportable(value)
+        if why:
+            raise SubmitError(f"{label}: its {where} {why}, which the worker cannot import")
     return job_dict
-
-
-def _one_line(exc) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def new_job_document(job_dict: dict, parents, flow_uuid: str, defaults: dict,
@@ -241,8 +258,11 @@ def new_job_document(job_dict: dict, parents, flow_uuid: str, defaults: dict,
     this one at run time). ``created_by`` names the job (uuid, index) whose
     response created this one; a rerun of that job removes it.
     """
+    label = f"job {job_dict.get('name')} ({job_dict.get('uuid')})"
     config = job_dict.get("config") or {}
-    manager = config.get("manager_config") or {}
+    manager = (config.get("manager_config") or {}) if isinstance(config, dict) else None
+    if not isinstance(manager, dict):
+        raise SubmitError(f"{label}: its config must be a JobConfig with a manager_config mapping")
     run = {k: manager.get(k) if manager.get(k) is not None else defaults.get(k)
            for k in RUN_CONFIG_KEYS}  # fmt: skip
     on_missing = config.get("on_missing_references", "error")
@@ -254,7 +274,7 @@ def new_job_document(job_dict: dict, parents, flow_uuid: str, defaults: dict,
         "worker": run["worker"],
         "exec_config": plain_exec_config(run["exec_config"]),
         "resources": plain_resources(run["resources"]),
-        "priority": int(run["priority"] or 0),
+        "priority": priority_value(run["priority"], label),
         "flow_uuid": flow_uuid,
         "parents": list(dict.fromkeys(parents)),
         "job": job_dict,
@@ -268,20 +288,3 @@ def new_job_document(job_dict: dict, parents, flow_uuid: str, defaults: dict,
     return doc
 
 
-def check_run_config(project, doc: dict, label: str) -> None:
-    """Refuse a job whose worker or exec_config the project does not define."""
-    if doc["worker"] not in project.workers:
-        known = ", ".join(project.workers)
-        raise SubmitError(f"{label}: unknown worker {doc['worker']!r} (known: {known})")
-    ec = doc["exec_config"]
-    if isinstance(ec, str) and ec not in project.exec_config:
-        known = ", ".join(project.exec_config) or "none"
-        raise SubmitError(f"{label}: unknown exec_config {ec!r} (known: {known})")
-    if ec is not None and not isinstance(ec, (str, dict)):
-        raise SubmitError(f"{label}: exec_config must be a name, a mapping or an ExecutionConfig")
-    if isinstance(ec, dict) and set(ec) - set(EXEC_CONFIG_KEYS):
-        unknown = ", ".join(sorted(set(ec) - set(EXEC_CONFIG_KEYS)))
-        raise SubmitError(f"{label}: exec_config has unknown keys: {unknown} "
-                          f"(known: {', '.join(EXEC_CONFIG_KEYS)})")  # fmt: skip
-    if doc["resources"] is not None and not isinstance(doc["resources"], dict):
-        raise SubmitError(f"{label}: resources must be a mapping or a QResources")

@@ -8,6 +8,8 @@ import multiprocessing
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -33,16 +35,37 @@ def job_states(penv):
     return [j["state"] for j in penv.jobs()]
 
 
-def test_start_twice_status_stop(penv):
+@pytest.fixture
+def daemon(penv):
+    """The project, and after the test no daemon left running, whatever the test did to the file."""
+    from jfr_lib import lease
+
+    project = penv.project  # read while the file is valid
+    yield penv
+    from jfr_lib.queue_db import open_queue_db
+
+    with open_queue_db(project) as db:
+        found = lease.read(db)
+    if found and not gone(int(found["pid"])):
+        os.kill(int(found["pid"]), signal.SIGTERM)
+        try:
+            wait_for(lambda: gone(int(found["pid"])), 30, message="the daemon to stop")
+        except AssertionError:
+            os.kill(int(found["pid"]), signal.SIGKILL)
+
+
+def test_start_twice_status_stop(daemon):
+    penv = daemon
     code, out, _ = penv.jfr("runner", "start")
     assert code == 0 and "runner started" in out
     first = lease_of(penv)
     code, out, _ = penv.jfr("runner", "start")
     assert code == 0 and "already running" in out
     assert lease_of(penv)["pid"] == first["pid"]  # still one runner
+    # running as long as its process lives here, however late a loaded machine makes its heartbeat
     assert penv.jfr("runner", "status", check=False)[:2] == (0, "running\n")
-    kids = wait_for(lambda: len(children_of(first["pid"])) == RUNNER_CHILDREN and children_of(first["pid"]), 30)
-    wait_for(lambda: len(lease_of(penv)["children"]) == RUNNER_CHILDREN, 10, message="children in the lease")
+    kids = wait_for(lambda: len(children_of(first["pid"])) == RUNNER_CHILDREN and children_of(first["pid"]), 60)
+    wait_for(lambda: len(lease_of(penv)["children"]) == RUNNER_CHILDREN, 60, message="children in the lease")
     _, out, _ = penv.jfr("runner", "info", "--json")
     info = json.loads(out)
     assert info["status"] == "running" and info["pid"] == first["pid"]
@@ -51,10 +74,76 @@ def test_start_twice_status_stop(penv):
     assert {c["pid"] for c in info["children"]} == set(kids)
     code, out, _ = penv.jfr("runner", "stop")
     assert code == 0 and "stopped" in out
-    wait_for(lambda: all(gone(p) for p in [first["pid"], *kids]), 10, message="runner processes gone")
+    wait_for(lambda: all(gone(p) for p in [first["pid"], *kids]), 60, message="runner processes gone")
     assert penv.jfr("runner", "status", check=False)[:2] == (3, "stopped\n")
     _, out, _ = penv.jfr("runner", "logs", "-n", "200")
     assert "runner started" in out and "runner stopped" in out
+    # cron discards what start prints: why it did nothing is in the log
+    assert f"start: nothing to do, a runner already runs on {first['host']} (pid {first['pid']})" in out
+
+
+def _break(penv) -> None:
+    penv.path.write_text(penv.path.read_text() + "workers: [broken\n")  # a typo: the file no longer parses
+
+
+def _one_warning(err: str) -> None:
+    assert len(err.splitlines()) == 1 and err.startswith("jfr: warning: the project file is invalid ("), err
+
+
+def test_runner_commands_work_when_the_project_file_turns_invalid(daemon):
+    penv = daemon
+    penv.jfr("runner", "start")
+    first = lease_of(penv)
+    _break(penv)
+    assert penv.jfr("job", "list", check=False)[0] == 2  # other commands still refuse the file
+    code, out, err = penv.jfr("runner", "status", check=False)
+    assert (code, out) == (0, "running\n")
+    _one_warning(err)
+    code, out, err = penv.jfr("runner", "info", "--json", check=False)
+    assert code == 0 and json.loads(out)["pid"] == first["pid"]
+    code, out, err = penv.jfr("runner", "logs", "-n", "100", check=False)
+    assert code == 0 and "runner started" in out
+    _one_warning(err)
+    code, out, err = penv.jfr("runner", "stop", check=False)
+    assert code == 0 and f"pid {first['pid']}) stopped" in out
+    _one_warning(err)
+    wait_for(lambda: gone(first["pid"]), 60, message="the runner to stop")
+    assert penv.jfr("runner", "status", check=False)[:2] == (3, "stopped\n")
+    # kill too: start with a valid file, then break it again
+    penv.write()
+    penv.jfr("runner", "start")
+    second = lease_of(penv)
+    _break(penv)
+    code, out, err = penv.jfr("runner", "kill", check=False)
+    assert (code, out) == (0, f"runner (pid {second['pid']}) killed\n")
+    _one_warning(err)
+    assert gone(second["pid"]) and lease_of(penv) is None
+
+
+def test_cron_line_runs_this_jfr_with_an_empty_path(daemon):
+    penv = daemon
+    code, out, _ = penv.jfr("runner", "cron-line", "--every", "7")
+    assert code == 0 and len(out.splitlines()) == 1
+    fields = out.strip().split(None, 5)
+    assert fields[:5] == ["*/7", "*", "*", "*", "*"]
+    command = fields[5].replace("\\%", "%")  # as cron hands it to sh
+    assert f"JFR_PROJECTS_DIR={penv.projects}" in command and sys.executable in command
+    cron_env = {"PATH": "", "HOME": os.environ.get("HOME", "/")}  # nothing found on PATH: no other `jfr`
+
+    def from_cron():
+        return subprocess.run(["/bin/sh", "-c", command], env=cron_env, cwd="/", stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120).returncode  # fmt: skip
+
+    assert from_cron() == 0
+    first = lease_of(penv)
+    assert first is not None and not gone(first["pid"])
+    assert penv.jfr("runner", "status", check=False)[:2] == (0, "running\n")
+    assert from_cron() == 0  # every few minutes: the runner that runs is left alone
+    assert lease_of(penv)["pid"] == first["pid"]
+    _, log, _ = penv.jfr("runner", "logs", "-n", "100")
+    assert "start: nothing to do, a runner already runs" in log
+    penv.jfr("runner", "stop")
+    wait_for(lambda: gone(first["pid"]), 60, message="the runner to stop")
 
 
 def test_stale_lease_is_taken_over(penv):
@@ -188,15 +277,18 @@ def _operate(projects_dir, owner, seconds, out_path):
                 ok += 1
             except StateError:
                 refused += 1
+        def resumed(db_id) -> bool:
+            job = db.get_job(db_id=db_id)
+            if job["state"] != "PAUSED":
+                return True
+            try:
+                control.resume(db, job)
+            except StateError:  # the runner holds it for a moment
+                return False
+            return True
+
         for db_id in mine:  # leave nothing paused
-            for _ in range(200):
-                job = db.get_job(db_id=db_id)
-                if job["state"] != "PAUSED":
-                    break
-                try:
-                    control.resume(db, job)
-                except StateError:
-                    time.sleep(0.05)
+            wait_for(lambda db_id=db_id: resumed(db_id), 120, interval=0.05, message=f"job {db_id} resumed")
     with open(out_path, "w") as f:
         json.dump({"last_priority": last_priority, "ok": ok, "refused": refused}, f)
 

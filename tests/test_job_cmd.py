@@ -22,6 +22,8 @@ def run_main(capsys, *args, stdin: str = ""):
     sys.stdin = io.StringIO(stdin)
     try:
         code = main(list(args))
+    except SystemExit as exc:  # argparse's exit is an exit code too, as in the executable
+        code = exc.code
     finally:
         sys.stdin = old
     out, err = capsys.readouterr()

@@ -3,6 +3,8 @@
 Building the parser imports only the standard library; each command imports
 what it needs inside its ``run``. Only :func:`main` catches errors: it prints
 one line and returns the error's exit code (a traceback only with ``--debug``).
+A bad option is one line too (exit 2), and what a message echoes (a job name, a
+value given) is shown with control characters escaped.
 """
 
 from __future__ import annotations
@@ -11,14 +13,24 @@ import argparse
 import sys
 
 from jfr_lib import __version__
+from jfr_lib.redact import mask_text
 
 GROUPS = ("project", "job", "flow", "runner", "backup", "admin", "completion")
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of jfr."""
+
+    def error(self, message):
+        from jfr_lib.cli.output import printable
+
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="jfr",
         description="Run jobflow workflows on workstations, SSH hosts and HPC clusters. "
         "Jobs live in a queue database; a runner moves them through their states "
@@ -47,28 +59,48 @@ def setup_logging(debug: bool) -> None:
     root.propagate = False
 
 
+def _keep_undecodable_bytes() -> None:
+    # An argument that was not UTF-8 (a file name) reaches Python as surrogates;
+    # printed back (the path of a copied file) it must be its own bytes, not a crash.
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            utf8 = (getattr(stream, "encoding", "") or "").lower().replace("-", "") == "utf8"
+            stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit code."""
-    from jfr_lib.errors import JfrError
+    from jfr_lib.cli.output import printable
+    from jfr_lib.errors import JfrError, UsageError
 
+    _keep_undecodable_bytes()
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.debug)
     try:
+        if args.project == "":  # not "no -p": an empty $VAR must not fall back to the only project
+            raise UsageError("-p: give a project name or file, not an empty string")
         return int(args.func(args) or 0)
     except JfrError as exc:
         if args.debug:
             raise
-        print(f"jfr: error: {exc}", file=sys.stderr)
+        for line in str(exc).split("\n"):  # a file's problems, one line each
+            print(f"jfr: error: {printable(mask_text(line))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("jfr: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the system refused a file or a process the command needed: say which
+        if args.debug:
+            raise
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        print(f"jfr: error: {printable(mask_text(what))}", file=sys.stderr)
+        return 1
     except Exception as exc:  # an unexpected failure still gets one line
         if args.debug:
             raise
-        print(f"jfr: internal error: {type(exc).__name__}: {exc} (rerun with --debug for "
+        print(f"jfr: internal error: {type(exc).__name__}: {printable(mask_text(exc))} (rerun with --debug for "
               "the traceback)", file=sys.stderr)  # fmt: skip
         return 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from jfr_lib.cli.selection import count_type
+
 
 def add_arguments(sub) -> None:
     p = sub.add_parser("admin", help="maintenance of the queue database and the JobStore",
@@ -14,7 +16,8 @@ def add_arguments(sub) -> None:
     verbs.required = True
     unlock = verbs.add_parser("unlock", help="drop the locks of jobs",
                               description="Drop the locks held on jobs (all of them, or the IDs given).")
-    unlock.add_argument("job_ids", metavar="ID", nargs="*", help="db_id of a job (default: every locked job)")
+    unlock.add_argument("job_ids", metavar="ID", nargs="*",
+                        help="db_id or uuid of a job (default: every locked job)")  # fmt: skip
     unlock.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     unlock.set_defaults(func=run_unlock)
     upgrade = verbs.add_parser("upgrade", help="migrate the queue database to this jfr's schema",
@@ -25,7 +28,7 @@ def add_arguments(sub) -> None:
                                "indexed SQLite store of new projects, check document counts and a sample of "
                                "outputs, then switch the project to it (the montydb files are kept as "
                                "*.migrated).")  # fmt: skip
-    migrate.add_argument("--sample", metavar="N", type=int, default=100,
+    migrate.add_argument("--sample", metavar="N", type=count_type(1), default=100,
                          help="outputs compared after the copy (default 100)")  # fmt: skip
     migrate.set_defaults(func=run_migrate)
     reset = verbs.add_parser("reset", help="remove every job and flow",
@@ -54,12 +57,12 @@ def _open_idle(args):
 
 
 def run_unlock(args) -> int:
-    from jfr_lib.cli.selection import confirm
+    from jfr_lib.cli.selection import confirm, get_job_or_fail
 
     _, db = _open_idle(args)
     with db:
-        if args.job_ids:
-            jobs = [j for i in args.job_ids if (j := db.get_job(db_id=int(i))) and j.get("lock_id")]
+        if args.job_ids:  # an unknown id is an error, a job without a lock is just not unlocked
+            jobs = [j for j in (get_job_or_fail(db, i) for i in args.job_ids) if j.get("lock_id")]
         else:
             jobs = db.find_jobs({"locked": True})
         if not jobs:

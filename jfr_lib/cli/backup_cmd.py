@@ -1,4 +1,8 @@
-"""``jfr backup``: back the queue database and the embedded JobStore up, and restore them."""
+"""``jfr backup``: back the queue database and the embedded JobStore up, and restore them.
+
+A folder that cannot be written (under a file, in /proc, on a full disk) is one
+line naming it, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -25,11 +29,34 @@ def add_arguments(sub) -> None:
     restore.set_defaults(func=run_restore)
 
 
+def _failed(folder: str, doing: str, exc: Exception):
+    """The one-line error of a backup or restore that the file system or SQLite refused."""
+    from pathlib import Path
+
+    from jfr_lib.cli.output import printable
+    from jfr_lib.errors import JfrError, UsageError
+
+    reason = getattr(exc, "strerror", None) or str(exc)
+    if doing == "create" and not Path(folder).is_dir():  # the folder given could not even be made
+        return UsageError(f"{printable(folder)}: cannot create the backup folder: {reason}")
+    where = f" ({printable(exc.filename)})" if getattr(exc, "filename", None) else ""
+    return JfrError(f"backup {doing} {printable(folder)} failed: {reason}{where}")
+
+
 def run_create(args) -> int:
+    import sqlite3
+
     from jfr_lib.backup import create
     from jfr_lib.config import load_project
+    from jfr_lib.errors import UsageError
 
-    manifest = create(load_project(args.project), args.folder)
+    if args.folder == "":
+        raise UsageError("DIR: give a folder, not an empty string")
+    project = load_project(args.project)
+    try:
+        manifest = create(project, args.folder)
+    except (OSError, sqlite3.Error) as exc:
+        raise _failed(args.folder, "create", exc) from None
     if args.json:
         print_json(manifest)
     else:
@@ -39,11 +66,16 @@ def run_create(args) -> int:
 
 
 def run_restore(args) -> int:
+    import sqlite3
+
     from jfr_lib.backup import restore
     from jfr_lib.config import load_project
 
     project = load_project(args.project)
-    manifest = restore(project, args.folder)
+    try:
+        manifest = restore(project, args.folder)
+    except (OSError, sqlite3.Error) as exc:
+        raise _failed(args.folder, "restore", exc) from None
     if args.json:
         print_json(manifest)
     else:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from jfr_lib.cli.output import add_json_flag, print_json, print_table
+from jfr_lib.cli.output import add_json_flag, print_json, print_table, printable
+from jfr_lib.cli.selection import count_type, get_flow_or_fail
 
 LIST_KEYS = ("db_id", "uuid", "name", "state", "n_jobs", "created_on", "updated_on")
 
@@ -22,7 +23,7 @@ def add_arguments(sub) -> None:
     lst.add_argument("-s", "--state", metavar="STATE", action="append",
                      help="only flows in this state (repeat or separate with commas)")  # fmt: skip
     lst.add_argument("--name", metavar="GLOB", help="only flows whose name matches")
-    lst.add_argument("-n", "--limit", metavar="N", type=int, default=100,
+    lst.add_argument("-n", "--limit", metavar="N", type=count_type(), default=100,
                      help="show the newest N flows (default 100; 0: all)")  # fmt: skip
     lst.add_argument("--count", action="store_true", help="print only how many flows match")
     add_json_flag(lst)
@@ -54,7 +55,8 @@ def add_arguments(sub) -> None:
     report = verbs.add_parser("report", help="counts per state and worker, and work done per day",
                               description="Report on the project's jobs: how many in each state and on "
                               "each worker, and how many completed or failed on each of the last days.")  # fmt: skip
-    report.add_argument("--days", metavar="N", type=int, default=7, help="days to report (default 7)")
+    report.add_argument("--days", metavar="N", type=count_type(1, 36500), default=7,
+                        help="days to report (default 7)")  # fmt: skip
     add_json_flag(report)
     report.set_defaults(func=run_report)
 
@@ -67,32 +69,23 @@ def _open(args):
     return project, open_queue_db(project)
 
 
-def get_flow_or_fail(db, flow_id: str) -> dict:
-    from jfr_lib.errors import NotFoundError
-
-    flow = db.get_flow(db_id=int(flow_id)) if flow_id.isdigit() else db.get_flow(uuid=flow_id)
-    if flow is None:
-        raise NotFoundError(f"no flow {flow_id}")
-    return flow
-
-
 def run_list(args) -> int:
-    from jfr_lib.cli.selection import states_of
+    from jfr_lib.cli.selection import states_of, text_value
     from jfr_lib.states import FlowState
 
     query = {}
     states = states_of(args.state, FlowState)
     if states:
         query["state"] = states
-    if args.name:
-        query["name_glob"] = args.name
+    if args.name is not None:
+        query["name_glob"] = text_value(args.name, "--name")
     _, db = _open(args)
     with db:
         if args.count:
             n = db.count_flows(query)
             print(json.dumps({"count": n}) if args.json else n)
             return 0
-        flows = db.find_flows(query, sort=[("db_id", -1)], limit=max(args.limit, 0))[::-1]
+        flows = db.find_flows(query, sort=[("db_id", -1)], limit=args.limit)[::-1]
     rows = [{k: f.get(k) for k in LIST_KEYS} for f in flows]
     if args.json:
         print_json(rows)
@@ -114,7 +107,7 @@ def run_info(args) -> int:
     if args.json:
         print_json(data)
         return 0
-    print(f"flow {flow['db_id']} {flow.get('name')} ({flow['uuid']}): {flow['state']}")
+    print(f"flow {flow['db_id']} {printable(flow.get('name'))} ({printable(flow['uuid'])}): {flow['state']}")
     print("jobs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     print_table(data["jobs"], [("db_id", "ID"), ("name", "NAME"), ("index", "IDX"), ("state", "STATE"),
                                ("worker", "WORKER")])  # fmt: skip
@@ -129,7 +122,7 @@ def run_delete(args) -> int:
 
     project, db = _open(args)
     with db:
-        flows = [get_flow_or_fail(db, f) for f in args.flow_ids]
+        flows = list({f["db_id"]: f for f in (get_flow_or_fail(db, f) for f in args.flow_ids)}.values())
         plan = []
         for flow in flows:
             jobs = db.find_jobs({"flow_uuid": flow["uuid"]})
@@ -177,13 +170,14 @@ def graph_text(jobs: list, fmt: str) -> str:
                    "WAITING": "white", "READY": "lightyellow"}  # fmt: skip
         lines = ["digraph flow {", "  node [shape=box, style=filled];"]
         for job in jobs:
-            label = f"{job['db_id']} {job['name']}\\n{job['state']}"
+            name = printable(job["name"]).replace("\\", "\\\\").replace('"', '\\"')
+            label = f"{job['db_id']} {name}\\n{job['state']}"
             lines.append(f'  j{job["db_id"]} [label="{label}", fillcolor="{colours.get(job["state"], "grey90")}"];')
         lines += [f"  j{a} -> j{b};" for a, b in edges]
         return "\n".join(lines + ["}"]) + "\n"
     lines = ["flowchart TD"]
     for job in jobs:
-        name = str(job["name"]).replace('"', "'")
+        name = printable(job["name"]).replace('"', "'")
         lines.append(f'    j{job["db_id"]}["{job["db_id"]} {name}<br/>{job["state"]}"]')
     lines += [f"    j{a} --> j{b}" for a, b in edges]
     return "\n".join(lines) + "\n"
@@ -193,13 +187,15 @@ def run_graph(args) -> int:
     import shutil
     import subprocess
 
-    from jfr_lib.errors import JfrError
+    from jfr_lib.errors import JfrError, UsageError
 
+    if args.png == "":
+        raise UsageError("--png: give a file name, not an empty string")
     _, db = _open(args)
     with db:
         flow = get_flow_or_fail(db, args.flow_id)
         jobs = db.find_jobs({"flow_uuid": flow["uuid"]}, sort=[("db_id", 1)])
-    if args.png:
+    if args.png is not None:
         dot = shutil.which("dot")
         if dot is None:
             raise JfrError("--png needs Graphviz's dot (apt install graphviz)")

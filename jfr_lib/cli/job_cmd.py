@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from jfr_lib.cli.output import add_json_flag, print_json, print_table
-from jfr_lib.cli.selection import SORT_KEYS, add_filters, build_query, confirm, get_job_or_fail, select_jobs
+from jfr_lib.cli.output import add_json_flag, print_json, print_table, printable
+from jfr_lib.cli.selection import SORT_KEYS, add_filters, build_query, confirm, count_type, get_job_or_fail, select_jobs
 
 #: Keys of ``jfr job list --json``, in order (a stable interface for scripts).
 LIST_KEYS = ("db_id", "uuid", "index", "name", "state", "worker", "priority", "flow_uuid",
@@ -23,7 +23,7 @@ def add_arguments(sub) -> None:
                            description="List jobs matching the filters, oldest first (the newest "
                            "100 unless -n says otherwise).")  # fmt: skip
     add_filters(lst, ids=False)
-    lst.add_argument("-n", "--limit", metavar="N", type=int, default=100,
+    lst.add_argument("-n", "--limit", metavar="N", type=count_type(), default=100,
                      help="show at most the last N jobs (0: all; default 100)")  # fmt: skip
     lst.add_argument("--sort", metavar="KEY", choices=SORT_KEYS, default="db_id",
                      help=f"order by one of: {', '.join(SORT_KEYS)} (default db_id)")  # fmt: skip
@@ -70,10 +70,15 @@ def add_arguments(sub) -> None:
             v.add_argument("--output", action="store_true", help="also remove their outputs")
             v.add_argument("--files", action="store_true", help="also remove their run folders")
         v.set_defaults(func=run_action, operation=verb)
-    qout = verbs.add_parser("queue-out", help="print the job's queue.out and queue.err",
-                            description="Print what the job wrote to its queue's output and error "
-                            "files, read from its run folder on the worker.")  # fmt: skip
+    qout = verbs.add_parser("queue-out", help="print the end of the job's queue.out and queue.err",
+                            description="Print the last lines the job wrote to its queue's output and "
+                            "error files, read from the end of each in its run folder on the worker; "
+                            "--all prints them whole.")  # fmt: skip
     qout.add_argument("job_id", metavar="ID", help="db_id or uuid of the job")
+    many = qout.add_mutually_exclusive_group()
+    many.add_argument("-n", "--lines", metavar="N", type=count_type(), default=200,
+                      help="print the last N lines of each file (default 200)")  # fmt: skip
+    many.add_argument("--all", action="store_true", help="print the files whole")
     qout.set_defaults(func=run_queue_out)
     files = verbs.add_parser("files", help="list or fetch the files of a job's run folder",
                              description="List or copy the files in a job's run folder on its worker.")
@@ -138,15 +143,19 @@ def run_info(args) -> int:
     if args.json:
         print_json(job)
         return 0
+    from jfr_lib.cli.output import ISO_TIME, local_time, printable_lines
+
     skip = {"job", "traceback"}
     width = max(len(k) for k in job)
     for key, value in job.items():
         if key not in skip and value not in (None, "", [], {}):
-            print(f"{key.ljust(width)}  {value}")
+            if isinstance(value, str) and ISO_TIME.fullmatch(value):
+                value = local_time(value)
+            print(f"{key.ljust(width)}  {printable(value)}")
     fn = (job.get("job") or {}).get("function") or {}
-    print(f"{'function'.ljust(width)}  {fn.get('@module')}.{fn.get('@callable')}")
+    print(f"{'function'.ljust(width)}  {printable(fn.get('@module'))}.{printable(fn.get('@callable'))}")
     if job.get("traceback"):
-        print("traceback:\n" + job["traceback"].rstrip())
+        print("traceback:\n" + printable_lines(job["traceback"].rstrip()))
     return 0
 
 
@@ -186,23 +195,24 @@ def for_each(jobs: list, func) -> int:
             if len(jobs) == 1:
                 raise
             failures += 1
-            print(f"jfr: error: {exc}", file=sys.stderr)
+            print(f"jfr: error: {printable(exc)}", file=sys.stderr)
     return 1 if failures else 0
 
 
 def run_action(args) -> int:
     """retry, pause, resume, stop, rerun, delete: on IDs or a query; one line per job."""
-    import re
-
     from jfr_lib import control
+    from jfr_lib.cli.selection import parse_regex
     from jfr_lib.config import load_project
     from jfr_lib.queue_db import open_queue_db
 
+    pattern = None
+    if getattr(args, "error_match", None) is not None:
+        pattern = parse_regex(args.error_match, "--error-match")
     project = load_project(args.project)
     with open_queue_db(project) as db:
         jobs = select_jobs(args, db)
-        if getattr(args, "error_match", None):
-            pattern = re.compile(args.error_match)
+        if pattern is not None:
             jobs = [j for j in jobs if pattern.search(j.get("error") or "")]
         if not jobs:
             print("no job matches", file=sys.stderr)
@@ -230,22 +240,22 @@ def run_action(args) -> int:
 
 def run_set(args) -> int:
     from jfr_lib import control
+    from jfr_lib.cli.selection import parse_int, text_value
     from jfr_lib.config import load_project
     from jfr_lib.errors import UsageError
     from jfr_lib.queue_db import open_queue_db
 
     key = {"exec-config": "exec_config"}.get(args.setting, args.setting)
-    value = args.value
+    value = text_value(args.value, args.setting)
     if key == "priority":
-        try:
-            value = int(value)
-        except ValueError:
-            raise UsageError(f"priority {value!r}: give a whole number") from None
+        value = parse_int(value, "priority")
     elif key == "resources" or (key == "exec_config" and value.lstrip().startswith("{")):
         try:
-            value = json.loads(value)
+            value = json.loads(value, parse_constant=_no_constant)
         except ValueError as exc:
             raise UsageError(f"{args.setting}: not valid JSON: {exc}") from None
+        except RecursionError:
+            raise UsageError(f"{args.setting}: JSON nested too deeply") from None
         if not isinstance(value, dict):
             raise UsageError(f"{args.setting}: give a JSON mapping")
     project = load_project(args.project)
@@ -266,6 +276,11 @@ def run_set(args) -> int:
             return f"{args.setting} {json.dumps(job.get(key, value))}"
 
         return for_each(jobs, change)
+
+
+def _no_constant(name: str):
+    """JSON's ``NaN`` and ``Infinity`` (which Python's reader accepts) are no values for a scheduler."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _run_folder(args):
@@ -290,15 +305,52 @@ def run_queue_out(args) -> int:
     job, worker, host = _run_folder(args)
     try:
         for name in (QUEUE_OUT, QUEUE_ERR):
-            try:
-                text = host.read_text(f"{job['run_dir']}/{name}")
-            except FileNotFoundError:
-                text = "(missing)\n"
             print(f"==> {name} <==")
-            sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+            sys.stdout.flush()
+            _print_end(job, worker, host, f"{job['run_dir']}/{name}", None if args.all else args.lines)
     finally:
         host.close()
     return 0
+
+
+#: A tail never reads more than this much of a file, whatever its lines (a file with no line breaks).
+TAIL_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _print_end(job, worker, host, path: str, lines: int | None) -> None:
+    """Print the last ``lines`` lines of a run-folder file (all of it for None), reading only its end.
+
+    A job's output may be gigabytes and need not be UTF-8: a local file is read
+    from its end here, a remote one through ``tail`` on its host, and bytes that
+    are not UTF-8 are shown as U+FFFD.
+    """
+    import shlex
+
+    from jfr_lib.daemon import tail
+    from jfr_lib.errors import HostError
+
+    if not host.exists(path):
+        print("(missing)")
+        return
+    if worker.is_local:
+        if lines is None:
+            import codecs
+
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    sys.stdout.write(decoder.decode(chunk))
+            text = decoder.decode(b"", final=True)
+        else:
+            text = "".join(line + "\n" for line in tail(path, lines, max_bytes=TAIL_MAX_BYTES))
+    elif lines is None:
+        text = host.read_text(path)
+    else:
+        result = host.run(f"tail -n {lines} -- {shlex.quote(path)}")
+        if result.exit_code != 0:
+            raise HostError(f"job {job['db_id']}: tail {path}: {result.stderr.strip()}")
+        text = result.stdout
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
 
 
 def run_files_ls(args) -> int:
@@ -320,16 +372,21 @@ def run_files_ls(args) -> int:
 def run_files_get(args) -> int:
     from pathlib import Path
 
+    from jfr_lib.cli.selection import text_value
     from jfr_lib.errors import NotFoundError, UsageError
 
+    for name in args.names:
+        if "/" in text_value(name, "FILE") or name in (".", ".."):
+            raise UsageError(f"{name!r}: give a file name inside the run folder")
     job, worker, host = _run_folder(args)
-    target = Path(args.dir)
-    target.mkdir(parents=True, exist_ok=True)
+    target = Path(args.dir or ".")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"-d {printable(args.dir)}: cannot create the folder: {exc.strerror}") from None
     missing = []
     try:
         for name in args.names:
-            if "/" in name or name in ("", ".", ".."):
-                raise UsageError(f"{name!r}: give a file name inside the run folder")
             try:
                 host.get(f"{job['run_dir']}/{name}", str(target / name))
                 print(target / name)

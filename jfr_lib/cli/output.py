@@ -1,10 +1,18 @@
-"""Tables for people, JSON for scripts."""
+"""Tables for people, JSON for scripts.
+
+What a table shows is safe for a terminal: control characters (escape codes in a
+job name, say) are shown escaped, and times are local, with their offset from
+UTC, in the very form ``--since`` and ``--until`` read. JSON keeps the stored
+values: ISO 8601 times in UTC.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
+from datetime import datetime, timezone
 
 
 def print_json(data) -> None:
@@ -16,6 +24,10 @@ def print_json(data) -> None:
 COLOURS = {"COMPLETED": "32", "FAILED": "31", "REMOTE_ERROR": "31", "RUNNING": "36", "SUBMITTED": "36",
            "READY": "33", "PAUSED": "35", "STOPPED": "90", "USER_STOPPED": "90"}  # fmt: skip
 
+#: An ISO 8601 time with its offset, as jfr stores them (``2026-11-30T21:40:05.123+00:00``).
+ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2}|Z)",
+                      re.ASCII)  # fmt: skip
+
 
 def use_colour() -> bool:
     import os
@@ -23,12 +35,48 @@ def use_colour() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
+def printable(text) -> str:
+    """``text`` with every character a terminal would act on shown escaped (``\\x1b``, ``\\n``, ``\\u202e``).
+
+    Also escapes the surrogates that stand for bytes of an argument that was not
+    UTF-8, which could not be written out otherwise.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)  # fmt: skip
+
+
+def printable_lines(text: str) -> str:
+    """Like :func:`printable`, keeping the line breaks (a traceback)."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))
+
+
+def local_time(value: str) -> str:
+    """An ISO time (UTC as stored) in local time with its offset: ``2026-11-30 21:40:05+01:00``.
+
+    Seconds are enough to read and what ``--since`` gets back from a copy selects
+    every job shown with that time or later.
+    """
+    try:
+        when = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return when.astimezone().isoformat(sep=" ", timespec="seconds")
+    except (ValueError, OverflowError, OSError):
+        return value
+
+
 def print_table(rows: list, columns: list, empty: str = "nothing to show") -> None:
-    """Print ``rows`` (dicts) as aligned columns ``[(key, title), ...]``, cut to the terminal."""
+    """Print ``rows`` (dicts) as aligned columns ``[(key, title), ...]``, cut to the terminal.
+
+    Columns whose key ends in ``_on`` hold stored ISO times: they are shown in local time.
+    """
     if not rows:
         print(empty)
         return
-    cells = [[_cell(r.get(key)) for key, _ in columns] for r in rows]
+    cells = [[_cell(key, r.get(key)) for key, _ in columns] for r in rows]
     titles = [title for _, title in columns]
     widths = [max(len(t), *(len(c[i]) for c in cells)) for i, t in enumerate(titles)]
     tty = sys.stdout.isatty()
@@ -46,12 +94,12 @@ def print_table(rows: list, columns: list, empty: str = "nothing to show") -> No
     sys.stdout.write("\n".join(lines) + "\n")
 
 
-def _cell(value) -> str:
+def _cell(key: str, value) -> str:
     if value is None:
         return "-"
-    if isinstance(value, str) and len(value) >= 23 and value[4:5] == "-" and "T" in value:
-        return value[:19].replace("T", " ")  # ISO time: drop fractions and zone
-    return str(value)
+    if key.endswith("_on") and isinstance(value, str) and ISO_TIME.fullmatch(value):
+        return local_time(value)
+    return printable(value)
 
 
 def add_json_flag(parser) -> None:

@@ -6,8 +6,6 @@ import argparse
 
 from jfr_lib.cli.output import add_json_flag, print_json, print_table
 
-SECRETS = ("password", "passphrase")
-
 STARTER = """\
 # jfr project file. Keys follow jobflow-remote's, so its files load unchanged.
 name: {name}
@@ -39,6 +37,7 @@ exec_config: {{}}
 #   backend: mongodb
 #   uri: mongodb://localhost:27017
 #   database: jfr
+#   connect_timeout: 5         # seconds to wait for the server before giving up
 
 # jobstore: absent = embedded MontyStore in base_dir with an additional store
 # named `data`. Any JobStore.from_dict_spec mapping works, e.g.
@@ -136,7 +135,10 @@ def run_list(args) -> int:
             load_project_file(path)
             status = "ok"
         except ConfigError as exc:
-            status = f"invalid: {exc.reason}"
+            key, reason = exc.problems[0]
+            status = f"invalid: {f'{key}: ' if key else ''}{reason}"
+            if len(exc.problems) > 1:
+                status += f" (and {len(exc.problems) - 1} more: jfr project validate {path})"
         rows.append({"name": name, "path": str(path), "status": status})
     if args.json:
         print_json(rows)
@@ -150,20 +152,24 @@ def run_show(args) -> int:
     from dataclasses import asdict
 
     from jfr_lib.config import load_project
+    from jfr_lib.jobstore import legacy_monty
+    from jfr_lib.redact import mask_mapping
 
     p = load_project(args.project)
-    data = {
+    embedded = f"embedded ({'MontyStore' if legacy_monty(p) else 'SQLiteStore'} in {p.jobstore_dir})"
+    # everything shown goes through mask_mapping: a password may sit in any store spec or URI
+    data = mask_mapping({
         "name": p.name,
         "file": str(p.path),
         "base_dir": str(p.base_dir),
         "queue": asdict(p.queue) | ({"path": str(p.queue_db_path)} if p.queue.backend == "sqlite" else {}),
-        "workers": {n: {k: ("***" if k in SECRETS else v) for k, v in asdict(w).items()
-                        if v not in (None, {}, [])} for n, w in p.workers.items()},
+        "workers": {n: {k: v for k, v in asdict(w).items() if v not in (None, {}, [])}
+                    for n, w in p.workers.items()},
         "exec_config": {n: asdict(e) for n, e in p.exec_config.items()},
-        "jobstore": p.jobstore or "embedded (MontyStore in base_dir/jobstore)",
+        "jobstore": p.jobstore or embedded,
         "runner": asdict(p.runner),
         "metadata": p.metadata,
-    }  # fmt: skip
+    })  # fmt: skip
     if getattr(args, "json", False):
         print_json(data)
         return 0
@@ -184,8 +190,11 @@ def run_check(args) -> int:
 
     from jfr_lib.check import run_checks
     from jfr_lib.config import load_project
+    from jfr_lib.redact import mask_text
 
     checks = run_checks(load_project(args.project), args.worker)
+    for c in checks:  # a host's or a database's message may carry a password
+        c.label, c.detail = mask_text(c.label), mask_text(c.detail)
     if args.json:
         print_json([asdict(c) for c in checks])
     else:

@@ -1,10 +1,16 @@
-"""``jfr runner``: run, start, stop, kill, restart, status, info, logs."""
+"""``jfr runner``: run, start, stop, kill, restart, status, info, logs, cron-line.
+
+status, info, stop, kill and logs work even when the project file has become
+invalid while a runner runs: they read what they need from it leniently and
+say in one warning line that it is invalid.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from jfr_lib.cli.output import add_json_flag, print_json
+from jfr_lib.cli.output import add_json_flag, print_json, printable
+from jfr_lib.cli.selection import count_type, seconds_type
 
 
 def add_arguments(sub) -> None:
@@ -29,7 +35,7 @@ def add_arguments(sub) -> None:
     stop = verbs.add_parser("stop", help="stop the runner after its current step",
                             description="Ask the runner to stop through the queue database (this "
                             "works from any host) and wait until it has.")  # fmt: skip
-    stop.add_argument("--wait", metavar="SECONDS", type=float, default=120.0,
+    stop.add_argument("--wait", metavar="SECONDS", type=seconds_type, default=120.0,
                       help="how long to wait (0: do not wait)")  # fmt: skip
     stop.set_defaults(func=run_stop)
     kill = verbs.add_parser("kill", help="kill the runner at once",
@@ -38,7 +44,7 @@ def add_arguments(sub) -> None:
     kill.set_defaults(func=run_kill)
     restart = verbs.add_parser("restart", help="stop the runner, then start it",
                                description="Stop the runner gracefully, then start a daemon.")
-    restart.add_argument("--wait", metavar="SECONDS", type=float, default=120.0,
+    restart.add_argument("--wait", metavar="SECONDS", type=seconds_type, default=120.0,
                          help="how long to wait for the stop")  # fmt: skip
     restart.set_defaults(func=run_restart)
     status = verbs.add_parser("status", help="print running, stale or stopped",
@@ -52,15 +58,42 @@ def add_arguments(sub) -> None:
     info.set_defaults(func=run_info)
     logs = verbs.add_parser("logs", help="print the runner's log",
                             description="Print the end of the runner's log file (on this host).")
-    logs.add_argument("-n", "--lines", metavar="N", type=int, default=50, help="lines to print")
+    logs.add_argument("-n", "--lines", metavar="N", type=count_type(), default=50,
+                      help="lines to print (default 50)")  # fmt: skip
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.set_defaults(func=run_logs)
+    cron = verbs.add_parser("cron-line", help="print a crontab line that keeps the runner started",
+                            description="Print a line for `crontab -e` that runs `jfr runner start` every "
+                            "MIN minutes. Cron's PATH and environment are not the shell's, and `jfr` may "
+                            "name another program there (the JDK's Flight Recorder), so the line names this "
+                            "Python and this jfr by absolute paths, and sets the variables that decide where "
+                            "the project's file and data are and what jobs can import (JFR_PROJECTS_DIR; "
+                            "XDG_DATA_HOME, XDG_STATE_HOME and PYTHONPATH when set). What start prints is "
+                            "discarded; its errors go to the runner log, where start also notes when a "
+                            "runner already runs.")  # fmt: skip
+    cron.add_argument("--every", metavar="MIN", type=count_type(1, 59), default=5,
+                      help="minutes between two starts (1 to 59, default 5)")  # fmt: skip
+    cron.set_defaults(func=run_cron_line)
 
 
 def _project(args):
     from jfr_lib.config import load_project
 
     return load_project(args.project)
+
+
+def _control_project(args):
+    """The project, or what can be read of its file when it is invalid (with a warning line)."""
+    from jfr_lib.config_lenient import lenient_project
+
+    project, problem = lenient_project(args.project)
+    if problem is not None:
+        from jfr_lib.redact import mask_text
+
+        problems = "; ".join(str(problem).split("\n"))
+        print(f"jfr: warning: the project file is invalid ({printable(mask_text(problems))}); "
+              "using its base_dir, log_dir and queue as far as they can be read", file=sys.stderr)  # fmt: skip
+    return project
 
 
 def run_run(args) -> int:
@@ -88,7 +121,7 @@ def run_start(args) -> int:
 def run_stop(args) -> int:
     from jfr_lib.daemon import stop
 
-    lease = stop(_project(args), wait=args.wait)
+    lease = stop(_control_project(args), wait=args.wait)
     if lease is None:
         print("runner is not running")
     elif args.wait > 0:
@@ -101,7 +134,7 @@ def run_stop(args) -> int:
 def run_kill(args) -> int:
     from jfr_lib.daemon import kill
 
-    lease = kill(_project(args))
+    lease = kill(_control_project(args))
     print("runner is not running" if lease is None else f"runner (pid {lease['pid']}) killed")
     return 0
 
@@ -119,7 +152,7 @@ def run_restart(args) -> int:
 def run_status(args) -> int:
     from jfr_lib.daemon import STATUS_CODES, current
 
-    word, _ = current(_project(args))
+    word, _ = current(_control_project(args))
     print(word)
     return STATUS_CODES[word]
 
@@ -127,9 +160,10 @@ def run_status(args) -> int:
 def run_info(args) -> int:
     import time
 
+    from jfr_lib.cli.output import local_time
     from jfr_lib.daemon import current
 
-    project = _project(args)
+    project = _control_project(args)
     word, lease = current(project)
     data = {"status": word, "project": project.name, "log": str(project.log_path)}
     if lease:
@@ -143,22 +177,90 @@ def run_info(args) -> int:
     for key in ("status", "project", "host", "pid", "user", "started_on", "heartbeat_age", "log"):
         if key in data:
             suffix = " s" if key == "heartbeat_age" else ""
-            print(f"{key:<14} {data[key]}{suffix}")
+            value = local_time(data[key]) if key == "started_on" and data[key] else data[key]
+            print(f"{key:<14} {printable(value)}{suffix}")
     for child in data.get("children", []):
         doing = f"job {child['job']}" if child.get("job") else child.get("state", "")
         if child.get("jobs") is not None:  # the warm server
             doing += f" ({child['jobs']} jobs started warm)"
-        print(f"  {child['action']}[{child['index']}] pid {child['pid']}: {doing} since {child.get('since', '-')}")
+        since = local_time(child["since"]) if child.get("since") else "-"
+        print(f"  {child['action']}[{child['index']}] pid {child['pid']}: {doing} since {since}")
     return 0
+
+
+class _Escaped:
+    """stdout, with what a terminal would act on escaped (a job name in a log line may hold escape codes)."""
+
+    def write(self, text: str) -> None:
+        from jfr_lib.cli.output import printable_lines
+
+        sys.stdout.write(printable_lines(text))
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def run_logs(args) -> int:
     from jfr_lib.daemon import follow, tail
 
-    path = _project(args).log_path
+    path = _control_project(args).log_path
     for line in tail(path, args.lines):
-        print(line)
+        print(printable(line))
     if args.follow:
         sys.stdout.flush()
-        follow(path, sys.stdout)
+        follow(path, _Escaped())
     return 0
+
+
+#: What the crontab line runs: this interpreter's jfr, whatever ``jfr`` is on cron's PATH.
+CRON_CODE = "import sys; from jfr_lib.cli import main; sys.exit(main())"
+
+
+def run_cron_line(args) -> int:
+    import os
+    import shlex
+
+    project = _project(args)
+    env = {"JFR_PROJECTS_DIR": str(project.path.parent)}
+    for var in ("XDG_DATA_HOME", "XDG_STATE_HOME", "PYTHONPATH"):  # the data folder, the log, job imports
+        if os.environ.get(var):
+            env[var] = os.environ[var]
+    code = CRON_CODE
+    where = _jfr_lib_parent()
+    if _found_by_cron(env) != where:  # run from a checkout: cron's python must be told where
+        code = f"import sys; sys.path.insert(0, {str(where)!r}); " + code.removeprefix("import sys; ")
+    log = project.log_path
+    from jfr_lib.private import private_dir
+
+    private_dir(log.parent)  # the line's redirection needs the folder
+    words = [*(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.quote(sys.executable), "-c",
+             shlex.quote(code), "-p", shlex.quote(project.name), "runner", "start", ">/dev/null",
+             f"2>>{shlex.quote(str(log))}"]  # fmt: skip
+    command = " ".join(words).replace("%", "\\%")  # cron turns a bare % into a line break
+    print(f"*/{args.every} * * * * {command}")
+    return 0
+
+
+def _jfr_lib_parent():
+    from pathlib import Path
+
+    import jfr_lib
+
+    return Path(jfr_lib.__file__).resolve().parent.parent
+
+
+def _found_by_cron(env: dict):
+    """The folder this Python imports jfr_lib from in cron's environment (HOME, a short PATH, ``env``)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    probe = "import importlib.util as u; s = u.find_spec('jfr_lib'); print(s.origin if s else '')"
+    home = os.path.expanduser("~")
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                                cwd=home, env={"HOME": home, "PATH": "/usr/bin:/bin", **env})  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    origin = result.stdout.strip()
+    return Path(origin).resolve().parent.parent if result.returncode == 0 and origin else None

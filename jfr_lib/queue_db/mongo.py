@@ -3,10 +3,16 @@
 A claim is one ``find_one_and_update``, which MongoDB applies atomically to one
 document; every compare-and-set is an ``update_one`` whose filter holds the
 expected state and lock.
+
+A server that cannot be reached costs ``queue.connect_timeout`` seconds (5 by
+default), not pymongo's 30, and one line without the password::
+
+    mongodb://user:***@db.example:27017/jfr: cannot reach the queue database: connection refused
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 from jfr_lib.errors import QueueDBError
@@ -53,6 +59,37 @@ _INDEXES = {
 }
 
 
+def _what_failed(exc) -> str:
+    names = {c.__name__ for c in type(exc).__mro__}
+    if names & {"ConnectionFailure", "ServerSelectionTimeoutError", "NetworkTimeout", "AutoReconnect"}:
+        return "cannot reach the queue database"
+    if type(exc).__name__ == "OperationFailure" and getattr(exc, "code", None) in (13, 18):
+        return "the queue database refused access"
+    return "cannot open the queue database"
+
+
+def describe_error(exc) -> str:
+    """One short line for a pymongo error: the reason, no topology dump, no password.
+
+    ``127.0.0.1:27999: [Errno 111] Connection refused (configured timeouts: ...),
+    Timeout: 5.0s, Topology Description: <...>`` becomes ``connection refused``;
+    with several servers, each keeps its address.
+    """
+    from jfr_lib.redact import mask_text
+
+    details = getattr(exc, "details", None)
+    text = details.get("errmsg") if isinstance(details, dict) and details.get("errmsg") else str(exc)
+    text = text.split(", Timeout: ")[0].split("Topology Description:")[0]
+    text = re.sub(r"\s*\(configured timeouts:[^)]*\)", "", text)
+    text = re.sub(r"\[Errno -?\d+\]\s*", "", text)
+    reasons = list(dict.fromkeys(r.strip() for r in re.split(r",(?=\s*[\w.\-\[\]:]+:\d+: )", text) if r.strip()))
+    if len(reasons) == 1:  # one server: the URI already names it
+        reasons = [re.sub(r"^[\w.\-\[\]:]+:\d+: ", "", reasons[0])]
+    text = "; ".join(reasons) or type(exc).__name__
+    text = text[:1].lower() + text[1:] if not text[1:2].isupper() else text
+    return mask_text(" ".join(text.split()))[:300]
+
+
 def _sort(sort) -> list | None:
     return [(k, 1 if d >= 0 else -1) for k, d in sort] if sort else None
 
@@ -76,17 +113,33 @@ class MongoQueueDB(QueueDB):
         Prefix of the collection names.
     client
         An already built client (tests pass a mongomock client).
+    timeout
+        Seconds to wait for the server: to find it and to connect
+        (``queue.connect_timeout``). A reply may take up to four times as long.
+
+    Raises
+    ------
+    QueueDBError
+        The URI is not valid, the server cannot be reached or refuses us: one
+        line naming the URI (password masked) and the reason.
     """
 
     def __init__(self, uri: str | None = None, database: str = "jfr", prefix: str = "jfr",
-                 client=None, timeout: float = 20.0):  # fmt: skip
+                 client=None, timeout: float = 5.0):  # fmt: skip
+        from jfr_lib.redact import mask_text
+
+        where = mask_text(uri or "mongodb")
         if client is None:
             try:
                 import pymongo
             except ImportError:
                 raise QueueDBError("the mongodb backend needs pymongo: pip install pymongo") from None
-            client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=int(timeout * 1000),
-                                         socketTimeoutMS=int(timeout * 1000))  # fmt: skip
+            ms = int(timeout * 1000)
+            try:  # a long query may take longer than finding the server: reads get more time
+                client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms,
+                                             socketTimeoutMS=max(4 * ms, 20000))  # fmt: skip
+            except Exception as exc:  # InvalidURI, ConfigurationError, a bad option value...
+                raise QueueDBError(f"{where}: not a valid MongoDB URI: {describe_error(exc)}") from None
         self.client = client
         db = client[database]
         self.jobs = db[f"{prefix}_jobs"]
@@ -95,9 +148,11 @@ class MongoQueueDB(QueueDB):
         try:
             self._ensure_schema()
         except QueueDBError:
+            self.close()
             raise
         except Exception as exc:  # pymongo has many error classes
-            raise QueueDBError(f"{uri}: cannot open the queue database: {exc}") from None
+            self.close()
+            raise QueueDBError(f"{where}: {_what_failed(exc)}: {describe_error(exc)}") from None
 
     def _ensure_schema(self):
         doc = self.meta.find_one({"_id": "schema_version"})
