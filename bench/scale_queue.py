@@ -69,7 +69,7 @@ def fake_run(run_dir, uuid: str) -> None:
 
     from scale_outputs import output_doc
 
-    from jfr_lib.worker import OUT_FILE, STORE_FILE
+    from jfr_lib.rundir import OUT_FILE, STORE_FILE
 
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,7 @@ def bare_worker(project, env, flow_uuid, repeat) -> tuple:
     """Wall and CPU s (medians) of ``python -m jfr_lib.worker`` on copies of a run folder of the
     flow (its last job, references resolved), and of ``python -c "import jobflow"``."""
     from jfr_lib.queue_db import open_queue_db
-    from jfr_lib.worker import IN_FILE
+    from jfr_lib.rundir import IN_FILE
 
     with open_queue_db(project) as db:
         source = db.find_jobs({"flow_uuid": flow_uuid}, sort=[("db_id", -1)], limit=1)[0]["run_dir"]

@@ -14,7 +14,7 @@ import os
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from jfr_lib.config import (
+from jfr_lib.config_model import (
     SCHEDULERS,
     WORKER_TYPES,
     ExecConfig,

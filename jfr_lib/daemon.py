@@ -66,25 +66,6 @@ def setup_logging(project, stderr: bool, debug: bool = False) -> Path:
     return path
 
 
-def rotate_log(project) -> None:
-    """Rotate the log file once it is larger than ``runner.log_max_bytes``."""
-    path, opts = project.log_path, project.runner
-    try:
-        if path.stat().st_size < opts.log_max_bytes:
-            return
-    except OSError:
-        return
-    for n in range(opts.log_backups - 1, 0, -1):
-        older = path.with_name(f"{path.name}.{n}")
-        if older.exists():
-            older.replace(path.with_name(f"{path.name}.{n + 1}"))
-    if opts.log_backups > 0:
-        path.replace(path.with_name(f"{path.name}.1"))
-    else:
-        path.unlink()
-    log.info("log rotated")
-
-
 def note(project, message: str, level: int = logging.INFO) -> None:
     """Write one line into the project's runner log from a short-lived command.
 

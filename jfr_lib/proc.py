@@ -1,5 +1,5 @@
 """Processes on this machine: naming them, tying a child's life to its parent's, telling a pid
-apart from its reuse, and learning when one ends.
+apart from its reuse, learning when one ends; and rotating the log they share.
 
 The monitor learns that a local job ended from a pidfd (Linux 5.3 and newer),
 which becomes readable the moment the process exits: no ``ps`` polling, and the
@@ -9,6 +9,7 @@ asking the queue (``ps``) as for any other queue.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -114,3 +115,22 @@ def set_title(title: str) -> None:
 def name_process(name: str) -> None:
     """The name ``ps -o comm``, ``top`` and /proc/PID/comm show (15 bytes at most)."""
     _prctl(15, name.encode()[:15])  # PR_SET_NAME
+
+
+def rotate_log(project) -> None:
+    """Rotate the log file once it is larger than ``runner.log_max_bytes``."""
+    path, opts = project.log_path, project.runner
+    try:
+        if path.stat().st_size < opts.log_max_bytes:
+            return
+    except OSError:
+        return
+    for n in range(opts.log_backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{n + 1}"))
+    if opts.log_backups > 0:
+        path.replace(path.with_name(f"{path.name}.1"))
+    else:
+        path.unlink()
+    logging.getLogger("jfr.runner").info("log rotated")

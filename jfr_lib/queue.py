@@ -11,12 +11,8 @@ import shlex
 from dataclasses import dataclass
 
 from jfr_lib.errors import QueueError
+from jfr_lib.rundir import QUEUE_ERR, QUEUE_ID_FILE, QUEUE_OUT, SCRIPT_NAME
 
-SCRIPT_NAME = "submit.sh"
-QUEUE_OUT = "queue.out"
-QUEUE_ERR = "queue.err"
-#: Written by the script as it starts: its own queue id.
-QUEUE_ID_FILE = "jfr_queue_id"
 #: What a running script knows as its queue id, per scheduler.
 QUEUE_ID_VARIABLE = {"shell": "$$", "slurm": "$SLURM_JOB_ID", "sge": "$JOB_ID", "pbs": "$PBS_JOBID"}
 

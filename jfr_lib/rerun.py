@@ -154,7 +154,7 @@ def _refuse_a_live_run(project, job: dict) -> None:
     """A run never overlaps the last one: refuse while the job's process still runs here."""
     from jfr_lib.actions.monitor import local_worker
     from jfr_lib.proc import process_start
-    from jfr_lib.worker import OUT_FILE
+    from jfr_lib.rundir import OUT_FILE
 
     worker = project.workers.get(job["worker"])
     if worker is None or not worker.is_local or not job.get("run_dir"):

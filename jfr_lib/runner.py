@@ -382,7 +382,7 @@ class Runner:
                     next_beat = time.monotonic() + self.project.runner.heartbeat
                     self.beat()
                     self.check_reload()
-                    from jfr_lib.daemon import rotate_log
+                    from jfr_lib.proc import rotate_log
 
                     rotate_log(self.project)
                 if self.exit_when_idle and not self.stopping:

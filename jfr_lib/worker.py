@@ -12,7 +12,6 @@ folder refuse to run the job again, so a job submitted twice runs once.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
@@ -21,39 +20,14 @@ import time
 import traceback
 from datetime import datetime, timezone
 
-IN_FILE = "jfr_in.json"
-OUT_FILE = "jfr_out.json"
-STORE_FILE = "jfr_store.json"
-STARTED_FILE = "jfr_started"
+from jfr_lib.rundir import IN_FILE, OUT_FILE, STARTED_FILE, STORE_FILE, StoreEncoder, read_started, write_atomic  # noqa: F401
+
 #: Set by the warm server in the process it forked for a job (see :mod:`jfr_lib.warm`).
 STARTED_WARM = False
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-class StoreEncoder(json.JSONEncoder):
-    """JSON for store documents: datetimes and bytes keep their type through the file."""
-
-    def default(self, o):
-        if isinstance(o, datetime):
-            return {"$date": o.isoformat()}
-        if isinstance(o, (bytes, bytearray)):
-            return {"$binary": base64.b64encode(bytes(o)).decode()}
-        if type(o).__name__ == "ObjectId":
-            return str(o)
-        return super().default(o)
-
-
-def store_object_hook(d: dict):
-    """Inverse of :class:`StoreEncoder`."""
-    if len(d) == 1:
-        if "$date" in d:
-            return datetime.fromisoformat(d["$date"])
-        if "$binary" in d:
-            return base64.b64decode(d["$binary"])
-    return d
 
 
 def _process_start() -> str:
@@ -63,22 +37,6 @@ def _process_start() -> str:
             return f.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return "-"
-
-
-def read_started(text: str) -> tuple:
-    """(host, pid, start) from a started marker; start is None when the marker does not say."""
-    fields = text.split()
-    start = fields[3] if len(fields) > 3 and fields[3] != "-" else None
-    return fields[0], int(fields[1]), start
-
-
-def write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:  # outputs are private
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _graph(flow) -> dict:

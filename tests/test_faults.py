@@ -149,7 +149,7 @@ def test_a_corrupt_output_file_is_named_in_one_line(tmp_path):
 def test_outputs_never_stay_behind_a_failed_job(penv):
     """The response cannot be applied (a permanent error after the outputs were stored)."""
     from jfr_lib.actions import ActionContext, complete
-    from jfr_lib.worker import StoreEncoder
+    from jfr_lib.rundir import StoreEncoder
 
     (job_id,) = submit_flow(tj.add(1, 2))
     with penv.db() as db:

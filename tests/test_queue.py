@@ -166,7 +166,7 @@ def test_what_would_inject_lines_is_refused(export, resources, message):
 def test_the_script_records_its_queue_id_and_keeps_its_files_private(tmp_path):
     import subprocess
 
-    from jfr_lib.queue import QUEUE_ID_FILE
+    from jfr_lib.rundir import QUEUE_ID_FILE
 
     script = QueueAdapter("shell").script("echo hi > out.txt", str(tmp_path))
     proc = subprocess.Popen(["bash", "-c", script], cwd=tmp_path)

@@ -15,10 +15,10 @@ import logging
 import os
 import time
 import traceback
-from pathlib import PurePosixPath
 
 from jfr_lib.errors import ConfigError, HostError, JobFailure, QueueError
 from jfr_lib.queue_db import lock_token, open_queue_db
+from jfr_lib.rundir import run_dir_for  # noqa: F401 (the actions take it from here)
 from jfr_lib.states import JobState
 
 ORDER = ("checkout", "upload", "submit", "monitor", "download", "complete")
@@ -36,16 +36,6 @@ STATE_ACTIONS = {
     JobState.RUN_FINISHED: "download",
     JobState.DOWNLOADED: "complete",
 }
-
-
-def run_dir_for(work_dir: str, uuid: str, index: int, reruns: int = 0) -> str:
-    """``work_dir/uu/id/<uuid>_<index>``, spread over sub-folders; a rerun gets ``_r<n>``.
-
-    Jobs created at run time by a rerun job carry its ``n`` too: a replacement made
-    again has the uuid and index of the one a rerun removed, not its folder.
-    """
-    name = f"{uuid}_{index}" + (f"_r{reruns}" if reruns else "")
-    return str(PurePosixPath(work_dir) / uuid[:2] / uuid[2:4] / name)
 
 
 class ActionContext:

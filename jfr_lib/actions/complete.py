@@ -14,9 +14,9 @@ from pathlib import Path
 from jfr_lib.actions import ActionContext
 from jfr_lib.dependencies import release_children, stop_descendants, stop_flow, sweep_waiting
 from jfr_lib.errors import JobFailure
+from jfr_lib.rundir import OUT_FILE, STORE_FILE, store_object_hook
 from jfr_lib.states import JobState
 from jfr_lib.submit import RUN_CONFIG_KEYS, new_job_document
-from jfr_lib.worker import OUT_FILE, STORE_FILE, store_object_hook
 
 #: Seconds between two sweeps for children left waiting (see :func:`sweep_waiting`).
 SWEEP_EVERY = 300

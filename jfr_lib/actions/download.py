@@ -9,9 +9,8 @@ import shlex
 from pathlib import Path
 
 from jfr_lib.actions import ActionContext, guarded
-from jfr_lib.queue import QUEUE_ERR, QUEUE_OUT
+from jfr_lib.rundir import OUT_FILE, QUEUE_ERR, QUEUE_OUT, STORE_FILE
 from jfr_lib.states import JobState
-from jfr_lib.worker import OUT_FILE, STORE_FILE
 
 #: Files fetched from a remote run folder (those that exist).
 FILES = (OUT_FILE, STORE_FILE, QUEUE_ERR, QUEUE_OUT)

@@ -14,8 +14,8 @@ import time
 from jfr_lib.actions import ActionContext
 from jfr_lib.errors import HostError, QueueError
 from jfr_lib.proc import process_start
+from jfr_lib.rundir import OUT_FILE
 from jfr_lib.states import JobState
-from jfr_lib.worker import OUT_FILE
 
 WATCHED = [str(JobState.SUBMITTED), str(JobState.RUNNING)]
 #: After a local job says it finished, look this often for this long: the
@@ -81,7 +81,7 @@ def local_worker(job: dict) -> tuple:
     """(pid, start) of the job's own process, from its started marker, when it ran on this machine."""
     import socket
 
-    from jfr_lib.worker import STARTED_FILE, read_started
+    from jfr_lib.rundir import STARTED_FILE, read_started
 
     try:
         with open(f"{job['run_dir']}/{STARTED_FILE}") as f:

@@ -14,10 +14,9 @@ from datetime import datetime, timezone
 from jfr_lib.actions import ActionContext, guarded
 from jfr_lib.config import ExecConfig
 from jfr_lib.errors import JobFailure
-from jfr_lib.queue import SCRIPT_NAME
+from jfr_lib.rundir import OUT_FILE, SCRIPT_NAME, STARTED_FILE, SUBMIT_ERR, SUBMIT_OUT
 from jfr_lib.states import JobState
 from jfr_lib.wakeup import fifo_path
-from jfr_lib.worker import OUT_FILE, STARTED_FILE
 
 
 def exec_config_of(ctx: ActionContext, job: dict) -> ExecConfig | None:
@@ -72,13 +71,10 @@ def warm_socket(project, worker):
     return None
 
 
-SUBMIT_OUT, SUBMIT_ERR = "jfr_submit.out", "jfr_submit.err"
-
-
 def recorded_queue_id(host, queue, run_dir: str) -> str | None:
     """The queue id the run folder holds, if any: the queue's answer to the submission,
     else what the script wrote as it started (see :data:`jfr_lib.queue.QUEUE_ID_FILE`)."""
-    from jfr_lib.queue import QUEUE_ID_FILE
+    from jfr_lib.rundir import QUEUE_ID_FILE
 
     try:
         text = host.read_text(f"{run_dir}/{SUBMIT_OUT}")

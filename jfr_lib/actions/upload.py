@@ -11,8 +11,8 @@ import json
 
 from jfr_lib.actions import ActionContext, guarded
 from jfr_lib.errors import JobFailure
+from jfr_lib.rundir import IN_FILE
 from jfr_lib.states import JobState
-from jfr_lib.worker import IN_FILE
 
 
 def _is_reference(obj) -> bool:

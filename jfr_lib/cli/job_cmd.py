@@ -300,7 +300,7 @@ def _run_folder(args):
 
 
 def run_queue_out(args) -> int:
-    from jfr_lib.queue import QUEUE_ERR, QUEUE_OUT
+    from jfr_lib.rundir import QUEUE_ERR, QUEUE_OUT
 
     job, worker, host = _run_folder(args)
     try:

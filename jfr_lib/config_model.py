@@ -1,0 +1,179 @@
+"""The typed objects of a project file: a project, its workers, exec configs, queue and runner options.
+
+Imported by :mod:`jfr_lib.config` (which finds and loads files) and
+:mod:`jfr_lib.config_check` (which builds these objects from a file's mapping);
+it imports nothing of ours but the errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jfr_lib.errors import ConfigError
+
+PROJECT_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
+SCHEDULERS = ("shell", "slurm", "pbs", "sge")
+WORKER_TYPES = ("local", "remote")
+
+
+def _doc(text: str, default=None, positive=None, **kwargs):
+    """A dataclass field whose metadata carries its description.
+
+    ``positive`` marks a number that must be more than 0 (True, or the reason
+    to give when it is not); every number must be finite and not negative.
+    """
+    metadata = {"doc": text, "positive": positive}
+    if callable(default):
+        return field(default_factory=default, metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+#: Why ``timeout_execute`` (jobflow-remote's key: the seconds a command on the host may run) must be > 0.
+_TIMEOUT_EXECUTE = ("must be more than 0: it is how many seconds a command on the host may run before it "
+                    "is stopped, so 0 would stop every command at once")  # fmt: skip
+
+
+@dataclass
+class ExecConfig:
+    """How to prepare the environment of a job (``exec_config.<NAME>``).
+
+    Also public as ``jfr_lib.ExecutionConfig``, with the fields of jobflow-remote's
+    class of that name, to pass to ``submit_flow`` or ``set_run_config``.
+    """
+
+    name: str = _doc("name of this execution configuration", "")
+    modules: list = _doc("environment modules loaded with `module load`", list)
+    export: dict = _doc("environment variables exported before the job runs", dict)
+    pre_run: str | None = _doc("shell lines run before the job")
+    post_run: str | None = _doc("shell lines run after the job")
+
+
+@dataclass
+class Worker:
+    """Where and how jobs run (``workers.<NAME>``)."""
+
+    name: str = _doc("name of the worker", "")
+    type: str = _doc("`local` (this machine) or `remote` (over SSH)", "local")
+    scheduler_type: str = _doc("queue system: shell, slurm, pbs or sge", "shell")
+    work_dir: str = _doc("absolute folder where run folders are created", "")
+    resources: dict = _doc("default scheduler resources for every job", dict)
+    pre_run: str | None = _doc("shell lines run before every job on this worker")
+    post_run: str | None = _doc("shell lines run after every job on this worker")
+    max_jobs: int | None = _doc("most jobs queued or running at once (none: no limit)")
+    python: str | None = _doc("python command on the worker (local default: the runner's)")
+    poll_interval: float | None = _doc("seconds between queue status queries", positive=True)
+    timeout_execute: float = _doc("seconds before a command on the host times out", 60.0,
+                                  positive=_TIMEOUT_EXECUTE)  # fmt: skip
+    scheduler_username: str | None = _doc("user name used to query the queue")
+    host: str | None = _doc("remote host name")
+    user: str | None = _doc("remote user name")
+    port: int | None = _doc("SSH port")
+    password: str | None = _doc("SSH password")
+    key_filename: Any = _doc("SSH private key file(s)")
+    passphrase: str | None = _doc("passphrase of the SSH key")
+    gateway: Any = _doc("jump host: a host string or a mapping of connection keys")
+    connect_timeout: float | None = _doc("seconds to wait for an SSH connection", positive=True)
+    keepalive: int | None = _doc("seconds between SSH keepalive packets", 60)
+    login_shell: bool = _doc("run remote commands in a login shell", True)
+    shell_cmd: str = _doc("shell used for remote commands", "bash")
+    connect_kwargs: dict = _doc("extra keyword arguments for the SSH connection", dict)
+    known_hosts: str | None = _doc("known_hosts file checked for the host key (default ~/.ssh/known_hosts)")
+    accept_new_host_keys: bool = _doc("accept and record keys of hosts not yet known (changed keys fail)", False)
+    interactive_login: bool = _doc("log in interactively (two-factor authentication)", False)
+    forward_agent: bool = _doc("forward the SSH agent", False)
+    inline_ssh_env: bool = _doc("pass environment variables inline", True)
+    batch: Any = _doc("batch submission settings (not used by jfr)")
+    sanitize: bool = _doc("strip banners from command output", False)
+
+    @property
+    def is_local(self) -> bool:
+        return self.type == "local"
+
+
+@dataclass
+class QueueConfig:
+    """Where the queue database lives (``queue``)."""
+
+    backend: str = _doc("`sqlite` (embedded file) or `mongodb`", "sqlite")
+    path: str | None = _doc("SQLite file (default: queue.db in the project's data folder)")
+    uri: str | None = _doc("MongoDB connection URI")
+    database: str | None = _doc("MongoDB database name")
+    prefix: str = _doc("prefix of the MongoDB collection names", "jfr")
+    connect_timeout: float = _doc("seconds to wait for the MongoDB server (to find it and to connect) "
+                                  "before a command gives up", 5.0, positive=True)  # fmt: skip
+
+
+@dataclass
+class RunnerOptions:
+    """How the runner paces itself (``runner``)."""
+
+    idle_sleep: float = _doc("seconds an idle action process sleeps between looks", 1.0, positive=True)
+    queue_poll_interval: float = _doc("default seconds between queue status queries", 5.0, positive=True)
+    local_poll_interval: float = _doc("seconds between status queries of local shell jobs", 1.0, positive=True)
+    max_step_attempts: int = _doc("attempts of a failing step before REMOTE_ERROR", 3)
+    delta_retry: list = _doc("seconds to wait before each retry", lambda: [30, 300, 1200])
+    heartbeat: float = _doc("seconds between heartbeats of the runner lease", 5.0, positive=True)
+    stale_heartbeats: int = _doc("missed heartbeats after which another runner may take over", 3)
+    processes: dict = _doc("processes per action, e.g. {upload: 2, complete: 2}", dict)
+    log_max_bytes: int = _doc("size at which the runner log is rotated", 10 * 1024 * 1024)
+    log_backups: int = _doc("rotated runner logs kept", 5)
+    warm_start: bool = _doc("local shell jobs fork from a runner process with jobflow already loaded", True)
+    recycle_memory_mb: float = _doc("an action process whose resident memory grew by more than this many MB "
+                                    "(a large output went through it) is replaced by a fresh one after its step",
+                                    100.0)  # fmt: skip
+    lock_timeout: float | None = _doc("seconds after which a lock counts as stale", positive=True)
+    delay_checkout: float | None = _doc("accepted for compatibility; unused")
+    delay_check_run_status: float | None = _doc("alias of queue_poll_interval", positive=True)
+    delay_advance_status: float | None = _doc("accepted for compatibility; unused")
+    delay_refresh_limited: float | None = _doc("accepted for compatibility; unused")
+    delay_update_batch: float | None = _doc("accepted for compatibility; unused")
+    delete_tmp_folder: bool = _doc("accepted for compatibility; unused", True)
+
+
+@dataclass
+class Project:
+    """A whole project file."""
+
+    name: str
+    path: Path
+    base_dir: Path
+    workers: dict
+    exec_config: dict
+    queue: QueueConfig
+    runner: RunnerOptions
+    jobstore: dict | None = None
+    metadata: dict = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    @property
+    def queue_db_path(self) -> Path:
+        return Path(self.queue.path) if self.queue.path else self.base_dir / "queue.db"
+
+    @property
+    def log_path(self) -> Path:
+        """The runner's log file."""
+        if self.log_dir is not None:
+            return self.log_dir / f"{self.name}.log"
+        import platformdirs
+
+        return platformdirs.user_log_path("jfr") / f"{self.name}.log"
+
+    @property
+    def jobstore_dir(self) -> Path:
+        return self.base_dir / "jobstore"
+
+    def worker(self, name: str) -> Worker:
+        """The worker called ``name``; ConfigError if the project has none."""
+        try:
+            return self.workers[name]
+        except KeyError:
+            raise ConfigError(f"unknown worker {name!r}", self.path) from None
+
+
+def default_base_dir(name: str) -> Path:
+    """The data folder of a project: the user data folder, one sub-folder per project."""
+    import platformdirs
+
+    return platformdirs.user_data_path("jfr") / name
