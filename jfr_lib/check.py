@@ -58,12 +58,17 @@ def check_worker(project, worker) -> list:
             reason = (result.stderr.strip().splitlines() or [f"exit {result.exit_code}"])[-1]
             out.append(Check(False, f"worker {worker.name}: python -m jfr_lib.worker can run",
                              f"{python}: {reason}"))  # fmt: skip
-        work_dir = worker.work_dir if worker.is_local else host.expand(worker.work_dir)
-        probe = f"{work_dir}/.jfr-check"
         q = shlex.quote
-        result = host.run(f"mkdir -p {q(work_dir)} && touch {q(probe)} && rm -f {q(probe)}")
-        out.append(Check(result.exit_code == 0, f"worker {worker.name}: work_dir {work_dir} is writable",
-                         result.stderr.strip()[-300:]))  # fmt: skip
+        folders = [("work_dir", worker.work_dir)]
+        if worker.is_batch:
+            folders += [("batch.jobs_handle_dir", worker.batch.jobs_handle_dir),
+                        ("batch.work_dir", worker.batch.work_dir)]  # fmt: skip
+        for key, folder in folders:
+            folder = folder if worker.is_local else host.expand(folder)
+            probe = f"{folder}/.jfr-check"
+            result = host.run(f"mkdir -p {q(folder)} && touch {q(probe)} && rm -f {q(probe)}")
+            out.append(Check(result.exit_code == 0, f"worker {worker.name}: {key} {folder} is writable",
+                             result.stderr.strip()[-300:]))  # fmt: skip
         queue = QueueAdapter(worker.scheduler_type)
         if worker.scheduler_type == "shell":
             command = "ps -o pid,user,etime,state,comm -p $$"

@@ -17,6 +17,7 @@ from pathlib import Path
 from jfr_lib.config_model import (
     SCHEDULERS,
     WORKER_TYPES,
+    BatchConfig,
     ExecConfig,
     Project,
     QueueConfig,
@@ -27,8 +28,8 @@ from jfr_lib.config_model import (
 from jfr_lib.errors import ConfigError
 
 _WANTED = {"str": "a string", "bool": "true or false", "dict": "a mapping", "list": "a list",
-           "int": "a whole number", "float": "a number"}  # fmt: skip
-_TYPES = {"str": str, "bool": bool, "dict": dict, "list": list}
+           "int": "a whole number", "float": "a number", "BatchConfig": "a mapping"}  # fmt: skip
+_TYPES = {"str": str, "bool": bool, "dict": dict, "list": list, "BatchConfig": dict}  # a section, checked on its own
 
 
 class _Skip(Exception):
@@ -193,7 +194,32 @@ class ProjectChecker:
             self.problem(f"{key}.max_jobs", "must be at least 1")
         if w.port is not None and not 0 < w.port < 65536:
             self.problem(f"{key}.port", "must be a port number, from 1 to 65535")
+        if w.batch is not None:
+            w.batch = self.guard(self.batch, f"{key}.batch", w.batch, w)
         return w
+
+    def batch(self, key: str, raw, worker) -> BatchConfig | None:
+        self.mapping(key, raw)
+        b = self.typed(BatchConfig, key, raw)
+        for name in ("jobs_handle_dir", "work_dir"):
+            value = getattr(b, name)
+            if not value:
+                self.problem(f"{key}.{name}", "is required")
+            elif worker.type == "local":
+                setattr(b, name, str(self.guard(self.abspath, f"{key}.{name}", value, default=value)))
+            elif not value.startswith(("/", "~", "$")):
+                self.problem(f"{key}.{name}", "must be an absolute path")
+        for name in ("max_jobs_per_batch", "parallel_jobs"):
+            value = getattr(b, name)
+            if value is not None and value < 1:
+                self.problem(f"{key}.{name}", "must be at least 1")
+        if b.placement not in ("auto", "srun", "none"):
+            self.problem(f"{key}.placement", "must be auto, srun or none")
+        elif b.placement == "srun" and worker.scheduler_type != "slurm":
+            self.problem(f"{key}.placement", "srun needs scheduler_type slurm")
+        if b.max_time is not None and b.max_time <= b.time_margin:
+            self.problem(f"{key}.max_time", f"must be more than time_margin ({b.time_margin:g} s)")
+        return b
 
     def exec_config(self, key, name, raw) -> ExecConfig:
         self.mapping(key, raw)

@@ -51,6 +51,26 @@ class ExecConfig:
 
 
 @dataclass
+class BatchConfig:
+    """Pilot queue jobs that each run many jobs (``workers.<NAME>.batch``)."""
+
+    jobs_handle_dir: str = _doc("absolute folder on the worker through which the runner hands jobs to pilots", "")
+    work_dir: str = _doc("absolute folder on the worker where the pilots' own queue jobs run", "")
+    max_jobs_per_batch: int | None = _doc("jobs a pilot runs before it leaves (none: no limit)")
+    max_wait: float = _doc("seconds a pilot waits idle for a job before it leaves", 60.0)
+    max_time: float | None = _doc("seconds after its start when a pilot's allocation ends (default: the "
+                                  "worker's time resource)", positive=True)  # fmt: skip
+    parallel_jobs: int = _doc("jobs a pilot runs at once", 1)
+    sleep_time: float = _doc("seconds between a pilot's looks for new jobs", 0.1, positive=True)
+    time_margin: float = _doc("seconds kept free before the allocation ends: no job starts that would "
+                              "end inside them", 30.0)  # fmt: skip
+    default_job_time: float | None = _doc("expected run time of a job that declares none (default: the "
+                                          "longest run of a job of the same name in the pilot)")  # fmt: skip
+    placement: str = _doc("`auto` (each job an `srun` step when the allocation has several nodes), `srun` "
+                          "(always) or `none` (jobs run where the pilot runs)", "auto")  # fmt: skip
+
+
+@dataclass
 class Worker:
     """Where and how jobs run (``workers.<NAME>``)."""
 
@@ -84,12 +104,16 @@ class Worker:
     interactive_login: bool = _doc("log in interactively (two-factor authentication)", False)
     forward_agent: bool = _doc("forward the SSH agent", False)
     inline_ssh_env: bool = _doc("pass environment variables inline", True)
-    batch: Any = _doc("batch submission settings (not used by jfr)")
+    batch: BatchConfig | None = _doc("run jobs inside pilot queue jobs, many per allocation (see BatchConfig)")
     sanitize: bool = _doc("strip banners from command output", False)
 
     @property
     def is_local(self) -> bool:
         return self.type == "local"
+
+    @property
+    def is_batch(self) -> bool:
+        return self.batch is not None
 
 
 @dataclass

@@ -136,13 +136,16 @@ def _cancel(project, job: dict) -> None:
     import signal
 
     from jfr_lib.actions.monitor import local_worker
-    from jfr_lib.actions.submit import recorded_queue_id
+    from jfr_lib.actions.scripts import recorded_queue_id
     from jfr_lib.errors import QueueError
     from jfr_lib.hosts import get_host
     from jfr_lib.proc import process_start
     from jfr_lib.queue import QueueAdapter
 
     worker = project.worker(job["worker"])
+    if worker.is_batch and job.get("batch_ticket"):
+        _cancel_in_pilot(worker, job)
+        return
     queue = QueueAdapter(worker.scheduler_type)
     host = get_host(worker)
     try:
@@ -159,6 +162,31 @@ def _cancel(project, job: dict) -> None:
         host.close()
     if result.exit_code != 0:
         raise QueueError(f"cancelling queue job {queue_id} failed: "
+                         f"{(result.stderr or result.stdout).strip()[-300:]}")  # fmt: skip
+
+
+def _cancel_in_pilot(worker, job: dict) -> None:
+    """End a job of a batch worker, and only it: a ticket still waiting is withdrawn; one a
+    pilot holds gets a cancel request, on which the pilot ends that job (its script's process group)."""
+    import shlex
+
+    from jfr_lib import batch
+    from jfr_lib.hosts import get_host
+
+    host = get_host(worker)
+    try:
+        home = worker.batch.jobs_handle_dir if worker.is_local else host.expand(worker.batch.jobs_handle_dir)
+        name = job["batch_ticket"]
+        # the request first, then the withdrawal: a pilot taking the ticket in between still sees the request
+        command = (f"cd {shlex.quote(home)} && : > {batch.CANCEL}/{name} && "
+                   f"{{ if rm {batch.READY}/{name} 2>/dev/null; then rm -f {batch.CANCEL}/{name}; fi; }}")  # fmt: skip
+        result = host.run(command)
+    finally:
+        host.close()
+    if result.exit_code != 0:
+        from jfr_lib.errors import QueueError
+
+        raise QueueError(f"{_label(job)}: cannot ask its pilot to end it: "
                          f"{(result.stderr or result.stdout).strip()[-300:]}")  # fmt: skip
 
 

@@ -228,11 +228,16 @@ def _write_status(status_file, state: str, jobs: int) -> None:
 
 
 def serve(project, stop_flag, log, status_file=None) -> None:
-    """Accept job hand-overs until ``stop_flag()``; fork one process per job."""
+    """The runner's warm server: :func:`serve_at` on the project's socket."""
+    serve_at(socket_path(project.base_dir), stop_flag, log, status_file)
+
+
+def serve_at(path, stop_flag, log, status_file=None) -> None:
+    """Accept job hand-overs on the socket ``path`` until ``stop_flag()``; fork one process per job."""
     import select
+    from pathlib import Path
 
-
-    path = socket_path(project.base_dir)
+    path = Path(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         problem = _private_folder(path.parent)

@@ -118,27 +118,40 @@ def hand_over(sock_path: str, argv: list, path=None) -> int | None:
     return int(done["exit"])
 
 
-def command(python: str, run_dir: str, sock_path, notify=None) -> str:
+def command(python: str, run_dir: str, sock_path, notify=None, here: bool = True) -> str:
     """The shell command that runs the warm client for the job of ``run_dir``.
 
+    ``sock_path`` may be ``@VARIABLE``: the socket is then the value of that
+    environment variable when the script runs (a pilot sets it), and without
+    it the job starts cold.
+
     The folder holding ``jfr_lib`` goes first on ``sys.path`` only to import this
-    module; :func:`main` takes it off again.
+    module; :func:`main` takes it off again. On another machine (``here=False``)
+    this module's folder means nothing: the client then starts with ``site``
+    and finds ``jfr_lib`` where it is installed.
     """
     import shlex
 
+    args = [run_dir, *(["--notify", str(notify)] if notify else []), "--warm", str(sock_path)]
+    if not here:
+        code = "from jfr_lib.warm_client import main; main(False)"
+        return " ".join(shlex.quote(a) for a in [python, "-c", code, *args])
     home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path.insert(0, {home!r}); from jfr_lib.warm_client import main; main()"
-    args = [run_dir, *(["--notify", str(notify)] if notify else []), "--warm", str(sock_path)]
     return " ".join(shlex.quote(a) for a in [python, "-S", "-c", code, *args])
 
 
-def main() -> None:
+def main(inserted: bool = True) -> None:
     """Entry point of :func:`command`: ``RUN_DIR [--notify FIFO] --warm SOCKET``."""
-    del sys.path[0]  # the folder put there to import this module
+    if inserted:
+        del sys.path[0]  # the folder put there to import this module
     argv = sys.argv[1:]
     at = argv.index("--warm")
     sock_path, rest = argv[at + 1], argv[:at] + argv[at + 2 :]
-    code = hand_over(sock_path, rest)
+    if sock_path.startswith("@"):  # a batch job: the pilot running it says where its server listens
+        sock_path = os.environ.get(sock_path[1:], "")
+    # started with site (not -S), this interpreter knows the job's sys.path itself
+    code = hand_over(sock_path, rest, path=None if inserted else list(sys.path)) if sock_path else None
     sys.stdout.flush()
     sys.stderr.flush()
     if code is None:  # a cold start needs the whole interpreter, site included

@@ -16,7 +16,7 @@ def free_slots(ctx: ActionContext) -> dict:
     """worker name -> how many more jobs it may take (None: no limit)."""
     slots = {}
     for name, worker in ctx.project.workers.items():
-        if worker.max_jobs is None:
+        if worker.max_jobs is None or worker.is_batch:  # a batch worker's max_jobs counts its pilots
             slots[name] = None
         else:
             busy = ctx.db.count_jobs({"worker": name, "state": [str(s) for s in QUEUED_STATES]})

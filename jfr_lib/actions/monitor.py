@@ -21,6 +21,9 @@ WATCHED = [str(JobState.SUBMITTED), str(JobState.RUNNING)]
 #: After a local job says it finished, look this often for this long: the
 #: process is gone from the queue a few milliseconds after it wrote its output.
 BURST_INTERVAL, BURST_SECONDS = 0.03, 3.0
+#: How often a batch worker's exchange folder is read at most, out of a burst (the pilots' queue
+#: states are asked at the worker's poll interval).
+BATCH_INTERVAL = 1.0
 
 
 def _watch(ctx: ActionContext):
@@ -34,7 +37,7 @@ def _watch(ctx: ActionContext):
 
 def by_pidfd(ctx: ActionContext, worker) -> bool:
     """Whether the jobs of ``worker`` are watched through pidfds (local shell jobs on Linux)."""
-    return worker.is_local and worker.scheduler_type == "shell" and _watch(ctx).supported
+    return worker.is_local and worker.scheduler_type == "shell" and not worker.is_batch and _watch(ctx).supported
 
 
 def wait_fds(ctx: ActionContext) -> list:
@@ -45,8 +48,10 @@ def wait_fds(ctx: ActionContext) -> list:
 def poll_interval(ctx: ActionContext, worker) -> float:
     if by_pidfd(ctx, worker):
         return 0.0  # a look costs a system call per job: whenever the monitor wakes
-    if worker.is_local and time.monotonic() - ctx.woken_at < BURST_SECONDS:
-        return BURST_INTERVAL
+    if (worker.is_local or worker.is_batch) and time.monotonic() - ctx.woken_at < BURST_SECONDS:
+        return BURST_INTERVAL  # a batch worker's folder is one listing: read it often just after a move
+    if worker.is_batch:
+        return min(BATCH_INTERVAL, worker.poll_interval or BATCH_INTERVAL)
     if worker.poll_interval is not None:
         return worker.poll_interval
     if worker.is_local and worker.scheduler_type == "shell":
@@ -66,7 +71,8 @@ def next_due(ctx: ActionContext) -> float:
 def recover_queue_id(ctx: ActionContext, worker, job: dict) -> str | None:
     """A job recorded without its queue id (the runner was killed as it submitted it): the id
     from its run folder, recorded now; None while the folder holds none."""
-    from jfr_lib.actions.submit import _proc_start, recorded_queue_id
+    from jfr_lib.actions.scripts import recorded_queue_id
+    from jfr_lib.actions.submit import _proc_start
 
     queue_id = recorded_queue_id(ctx.host(worker), ctx.queue(worker), job["run_dir"])
     if queue_id:
@@ -115,6 +121,10 @@ def check_processes(ctx: ActionContext, worker, jobs: list) -> int:
 
 
 def check_worker(ctx: ActionContext, worker, jobs: list) -> int:
+    if worker.is_batch:
+        from jfr_lib.actions.batch import check_batch_worker
+
+        return check_batch_worker(ctx, worker, jobs)
     if by_pidfd(ctx, worker):
         return check_processes(ctx, worker, jobs)
     host = ctx.host(worker)
@@ -155,6 +165,12 @@ def step(ctx: ActionContext) -> int:
     by_worker = {}
     for job in jobs:
         by_worker.setdefault(job["worker"], []).append(job)
+    for name, worker in ctx.project.workers.items():  # live pilots are watched even with no job in them
+        if worker.is_batch and name not in by_worker:
+            from jfr_lib import batch
+
+            if any(batch.alive(r) for r in batch.read_pilots(ctx.db, name).values()):
+                by_worker[name] = []
     ctx.watched = set(by_worker)
     # ended, stopped or locked jobs are no longer waited for
     _watch(ctx).keep_only({j["db_id"] for j in jobs} | {(j["db_id"], "worker") for j in jobs})

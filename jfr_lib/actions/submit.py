@@ -8,32 +8,13 @@ worker's own marker refuses a second run even if it were.
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timezone
 
 from jfr_lib.actions import ActionContext, guarded
-from jfr_lib.config import ExecConfig
-from jfr_lib.errors import JobFailure
+from jfr_lib.actions.scripts import exec_config_of, recorded_queue_id, worker_command
 from jfr_lib.rundir import OUT_FILE, SCRIPT_NAME, STARTED_FILE, SUBMIT_ERR, SUBMIT_OUT
 from jfr_lib.states import JobState
 from jfr_lib.wakeup import fifo_path
-
-
-def exec_config_of(ctx: ActionContext, job: dict) -> ExecConfig | None:
-    ec = job.get("exec_config")
-    if ec is None:
-        return None
-    if isinstance(ec, str):
-        if ec not in ctx.project.exec_config:
-            raise JobFailure(f"exec_config {ec!r} is not in the project file")
-        return ctx.project.exec_config[ec]
-    known = {"modules", "export", "pre_run", "post_run"}
-    extra = set(ec) - known
-    if extra:
-        raise JobFailure(f"exec_config has unknown keys: {', '.join(sorted(extra))}")
-    return ExecConfig(name="inline", modules=list(ec.get("modules") or []),
-                      export={str(k): str(v) for k, v in (ec.get("export") or {}).items()},
-                      pre_run=ec.get("pre_run"), post_run=ec.get("post_run"))  # fmt: skip
 
 
 def resources_of(worker, job: dict):
@@ -46,51 +27,22 @@ def resources_of(worker, job: dict):
     return merged
 
 
-def worker_command(worker, run_dir: str, notify=None, warm=None) -> str:
-    """The command that runs the job; a local job also wakes the monitor when done,
-    and a local shell job asks the runner's warm server to start it (``warm``)."""
-    import shlex
-
-    python = worker.python or (sys.executable if worker.is_local else "python3")
-    if warm:
-        from jfr_lib import warm_client
-
-        return warm_client.command(python, run_dir, warm, notify)
-    cmd = f"{python} -m jfr_lib.worker {shlex.quote(run_dir)}"
-    if notify:
-        cmd += f" --notify {shlex.quote(str(notify))}"
-    return cmd
-
-
 def warm_socket(project, worker):
     """The warm server's socket for a job of ``worker``, or None when it starts cold."""
-    if worker.is_local and worker.scheduler_type == "shell" and project.runner.warm_start:
+    if worker.is_local and worker.scheduler_type == "shell" and project.runner.warm_start and not worker.is_batch:
         from jfr_lib.warm import socket_path
 
         return socket_path(project.base_dir)
     return None
 
 
-def recorded_queue_id(host, queue, run_dir: str) -> str | None:
-    """The queue id the run folder holds, if any: the queue's answer to the submission,
-    else what the script wrote as it started (see :data:`jfr_lib.queue.QUEUE_ID_FILE`)."""
-    from jfr_lib.rundir import QUEUE_ID_FILE
-
-    try:
-        text = host.read_text(f"{run_dir}/{SUBMIT_OUT}")
-        return queue.parse_submit(0, text, "")
-    except FileNotFoundError:
-        pass
-    except Exception:  # empty or partial: the answer did not get written whole
-        pass
-    try:
-        return host.read_text(f"{run_dir}/{QUEUE_ID_FILE}").strip() or None
-    except FileNotFoundError:
-        return None
-
-
 def submit(ctx: ActionContext, job: dict) -> None:
     worker = ctx.worker(job["worker"])
+    if worker.is_batch:
+        from jfr_lib.actions.batch import submit_job
+
+        submit_job(ctx, worker, job)
+        return
     host = ctx.host(worker)
     run_dir = job["run_dir"]
     if job.get("queue_id"):

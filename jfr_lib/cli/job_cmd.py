@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
-from jfr_lib.cli.output import add_json_flag, print_json, print_table, printable
+from jfr_lib.cli.output import add_json_flag, print_json, print_table, printable, queue_cell
 from jfr_lib.cli.selection import SORT_KEYS, add_filters, build_query, confirm, count_type, get_job_or_fail, select_jobs
 
 #: Keys of ``jfr job list --json``, in order (a stable interface for scripts).
 LIST_KEYS = ("db_id", "uuid", "index", "name", "state", "worker", "priority", "flow_uuid",
-             "queue_id", "created_on", "updated_on", "error")  # fmt: skip
+             "queue_id", "created_on", "updated_on", "error", "pilot", "pilot_queue_id")  # fmt: skip
+
 
 
 def add_arguments(sub) -> None:
@@ -128,8 +129,10 @@ def run_list(args) -> int:
     if args.json:
         print_json(rows)
     else:
+        for row, job in zip(rows, jobs):
+            row["where"] = queue_cell(job)
         print_table(rows, [("db_id", "ID"), ("name", "NAME"), ("state", "STATE"),
-                           ("worker", "WORKER"), ("priority", "PRIO"), ("updated_on", "UPDATED"),
+                           ("worker", "WORKER"), ("where", "QUEUE"), ("priority", "PRIO"), ("updated_on", "UPDATED"),
                            ("uuid", "UUID"), ("index", "IDX")], empty="no jobs")  # fmt: skip
     return 0
 

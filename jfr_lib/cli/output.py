@@ -104,3 +104,12 @@ def _cell(key: str, value) -> str:
 
 def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def queue_cell(job: dict) -> str:
+    """Where a job is in its queue: its queue id, or the pilot running it (batch workers)."""
+    if job.get("pilot") and job.get("state") == "RUNNING":
+        return f"{job.get('pilot_queue_id') or '?'} (pilot {job['pilot']})"
+    if job.get("batch_ticket") and job.get("state") == "SUBMITTED":
+        return "waiting for a pilot"
+    return str(job.get("queue_id") or "")

@@ -181,7 +181,7 @@ class SQLiteQueueDB(QueueDB):
         A file there is always a complete database: one found empty was truncated.
         """
         private_dir(self.path.parent)
-        tmp = self.path.with_name(f"{self.path.name}.new{os.getpid()}")
+        tmp = self.path.with_name(f"{self.path.name}.new{os.getpid()}-{os.urandom(4).hex()}")  # threads too
         conn = sqlite3.connect(str(tmp), timeout=timeout, isolation_level=None)
         try:
             if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
@@ -236,9 +236,12 @@ class SQLiteQueueDB(QueueDB):
         wanted = {name: sql for name, sql in _INDEXES.items() if name not in have}
         tolerant = any(r[1] == "tolerant" for r in self.conn.execute("PRAGMA table_info(job_parents)"))
         if wanted or "jobs_flow" in have or not tolerant:
-            with self._write() as c:
-                for sql in wanted.values():
-                    c.execute(sql)
+            with self._write() as c:  # looked at again under the write lock: another process may have been first
+                have = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+                tolerant = any(r[1] == "tolerant" for r in c.execute("PRAGMA table_info(job_parents)"))
+                for name, sql in _INDEXES.items():
+                    if name not in have:
+                        c.execute(sql)
                 c.execute("DROP INDEX IF EXISTS jobs_flow")  # the (flow_uuid, state) index covers it
                 if not tolerant:  # whether the child runs without its parents' outputs, beside each link
                     c.execute("ALTER TABLE job_parents ADD COLUMN tolerant INTEGER NOT NULL DEFAULT 0")
