@@ -16,6 +16,7 @@ problem of a file is reported at once::
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from jfr_lib.config_model import (  # noqa: F401 (the typed objects are used from here)
@@ -35,7 +36,7 @@ from jfr_lib.errors import ConfigError
 
 
 def projects_dir() -> Path:
-    """The folder holding project files: ``$JFR_PROJECTS_DIR`` or the user config folder."""
+    """jfr's own folder of project files: ``$JFR_PROJECTS_DIR`` or the user config folder."""
     env = os.environ.get("JFR_PROJECTS_DIR")
     if env:
         return Path(env).expanduser()
@@ -44,40 +45,148 @@ def projects_dir() -> Path:
     return platformdirs.user_config_path("jfr") / "projects"
 
 
+def _jfremote_settings() -> dict:
+    """jobflow-remote's settings file (``$JFREMOTE_CONFIG_FILE`` or ``~/.jfremote.yaml``), if any."""
+    path = Path(os.environ.get("JFREMOTE_CONFIG_FILE") or "~/.jfremote.yaml").expanduser()
+    if not path.is_file():
+        return {}
+    try:
+        data = read_mapping(path)
+    except ConfigError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def jfremote_dir() -> Path:
+    """jobflow-remote's folder of project files: ``$JFREMOTE_PROJECTS_FOLDER``, its settings
+    file's ``projects_folder``, or ``~/.jfremote``."""
+    env = os.environ.get("JFREMOTE_PROJECTS_FOLDER")
+    if env:
+        return Path(env).expanduser()
+    folder = _jfremote_settings().get("projects_folder") if _jfremote_file_exists() else None
+    return Path(folder or "~/.jfremote").expanduser()
+
+
+def _jfremote_file_exists() -> bool:
+    return Path(os.environ.get("JFREMOTE_CONFIG_FILE") or "~/.jfremote.yaml").expanduser().is_file()
+
+
+def project_folders() -> list:
+    """Where project files are looked for, jfr's own folder first: its projects win a name clash."""
+    folders = [projects_dir()]
+    other = jfremote_dir()
+    if other.resolve() != folders[0].resolve():
+        folders.append(other)
+    return folders
+
+
+_NAME_LINE = re.compile(r"""^name\s*[:=]\s*["']?([^"'#\n]*?)["']?\s*(?:#.*)?$""", re.M)
+
+
+def name_in_file(path: Path) -> str:
+    """The project's name: the file's top-level ``name`` (it wins), else the file's stem.
+
+    Read with a pattern on the top-level lines (or the JSON object's first level),
+    not a full parse: a command must choose its project fast.
+    """
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return path.stem
+    if path.suffix == ".json":
+        try:
+            import json
+
+            value = json.loads(text).get("name")
+        except (ValueError, AttributeError):
+            value = None
+    else:
+        match = _NAME_LINE.search(text)
+        value = match.group(1).strip() if match else None
+    return value if isinstance(value, str) and value else path.stem
+
+
 def project_files(folder: Path | None = None) -> dict:
-    """Map project name -> file for every project file in the projects folder."""
-    folder = folder or projects_dir()
+    """Map project name -> file, over every folder of :func:`project_folders` (or ``folder`` alone).
+
+    A project's name is the ``name`` inside its file; the first file found with a
+    name wins (jfr's folder before jobflow-remote's, then by file name).
+    """
     found = {}
-    if folder.is_dir():
-        for p in sorted(folder.iterdir()):
+    for place in [folder] if folder is not None else project_folders():
+        if not place.is_dir():
+            continue
+        for p in sorted(place.iterdir()):
             if p.suffix in PROJECT_SUFFIXES and p.is_file() and not p.name.startswith("."):
-                found.setdefault(p.stem, p)
+                found.setdefault(name_in_file(p), p)
     return found
 
 
-def find_project_file(name: str | None = None) -> Path:
-    """Choose the project file: by name, by ``$JFR_PROJECT``, or the only one there is."""
-    name = name or os.environ.get("JFR_PROJECT") or None
-    if name and (os.sep in name or Path(name).suffix in PROJECT_SUFFIXES) and Path(name).is_file():
-        return Path(name)
-    files = project_files()
+def default_project_path() -> Path:
+    """The file holding the persistent default project (``jfr project default NAME``)."""
+    import platformdirs
+
+    return platformdirs.user_config_path("jfr") / "default_project"
+
+
+def default_project() -> str | None:
+    """The persistent default: jfr's own (``jfr project default``), else jobflow-remote's settings file."""
+    try:
+        name = default_project_path().read_text().strip()
+    except OSError:
+        name = ""
     if name:
-        if name not in files:
+        return name
+    value = _jfremote_settings().get("project")
+    return value if isinstance(value, str) and value else None
+
+
+def set_default_project(name: str | None) -> None:
+    """Make ``name`` the default project (None: forget the default)."""
+    path = default_project_path()
+    if name is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(f"{name}\n")
+    tmp.replace(path)
+
+
+def find_project_file(name: str | None = None) -> Path:
+    """Choose the project file.
+
+    In order: ``name`` (a project name, or a file's path); ``$JFR_PROJECT``;
+    ``$JFREMOTE_PROJECT``; the persistent default (:func:`default_project`);
+    the only project there is.
+    """
+    chosen = name or os.environ.get("JFR_PROJECT") or os.environ.get("JFREMOTE_PROJECT") or None
+    if chosen and (os.sep in chosen or Path(chosen).suffix in PROJECT_SUFFIXES) and Path(chosen).is_file():
+        return Path(chosen)
+    files = project_files()
+    where = " and ".join(str(f) for f in project_folders())
+    if not chosen:
+        chosen = default_project()
+        if chosen and chosen not in files:
+            from jfr_lib.errors import NotFoundError
+
+            raise NotFoundError(f"the default project {chosen!r} is not in {where} (change it with "
+                                "`jfr project default NAME`)")  # fmt: skip
+    if chosen:
+        if chosen not in files:
             from jfr_lib.errors import NotFoundError
 
             known = ", ".join(files) or "none"
-            raise NotFoundError(f"no project named {name!r} in {projects_dir()} (known: {known})")
-        return files[name]
+            raise NotFoundError(f"no project named {chosen!r} in {where} (known: {known})")
+        return files[chosen]
     if len(files) == 1:
         return next(iter(files.values()))
     if not files:
         from jfr_lib.errors import NotFoundError
 
-        raise NotFoundError(
-            f"no project file in {projects_dir()}: create one with `jfr project init NAME`"
-        )
+        raise NotFoundError(f"no project file in {where}: create one with `jfr project init NAME`")
     raise ConfigError(
-        f"several projects ({', '.join(files)}): choose one with -p NAME or $JFR_PROJECT"
+        f"several projects ({', '.join(files)}): choose one with -p NAME, $JFR_PROJECT or `jfr project default NAME`"
     )
 
 

@@ -14,6 +14,7 @@ import os
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from jfr_lib.config_jfremote import JfremoteKeys
 from jfr_lib.config_model import (
     SCHEDULERS,
     WORKER_TYPES,
@@ -36,7 +37,7 @@ class _Skip(Exception):
     """The value at hand is unusable; its problem is recorded and the check moves on."""
 
 
-class ProjectChecker:
+class ProjectChecker(JfremoteKeys):
     """Turns the raw mapping of a project file into a :class:`~jfr_lib.config.Project`.
 
     Parameters
@@ -49,7 +50,7 @@ class ProjectChecker:
 
     TOP_KEYS = {
         "name", "base_dir", "tmp_dir", "log_dir", "daemon_dir", "log_level", "runner",
-        "workers", "queue", "exec_config", "jobstore", "remote_jobstore", "metadata",
+        "workers", "queue", "exec_config", "jobstore", "remote_jobstore", "metadata", "optional_jobstores",
     }  # fmt: skip
     JFREMOTE_QUEUE_KEYS = {"store", "flows_collection", "auxiliary_collection", "batches_collection",
                            "db_id_prefix", "connect_timeout"}  # fmt: skip
@@ -57,6 +58,11 @@ class ProjectChecker:
     def __init__(self, path: Path, problems=()):
         self.path = path
         self.problems = list(problems)
+        self.replaced = {}
+
+    def accept(self, key: str, why: str) -> None:
+        """A jobflow-remote key that means nothing to jfr: accepted, and listed by ``jfr project show``."""
+        self.replaced[key] = why
 
     # --- recording --------------------------------------------------------------
     def problem(self, key: str, reason: str) -> None:
@@ -89,8 +95,6 @@ class ProjectChecker:
         if not isinstance(name, str) or not name.strip():
             self.problem("name", "must be a non-empty string")
             name = self.path.stem
-        elif name != self.path.stem:
-            self.problem("name", f"must match the file name ({self.path.stem!r})")
         base = default_base_dir(name) if data.get("base_dir") is None else self.guard(
             self.abspath, "base_dir", data["base_dir"])  # fmt: skip
         log_dir = self.guard(self.abspath, "log_dir", data["log_dir"]) if data.get("log_dir") else None
@@ -108,12 +112,14 @@ class ProjectChecker:
         metadata = self.guard(self.mapping, "metadata", data.get("metadata") or {})
         queue = self.guard(self.queue, data.get("queue"))
         runner = self.guard(self.runner, data.get("runner") or {})
+        self.jfremote_top(data)
+        log_level = self.guard(self.log_level, data.get("log_level"), default="info")
         if self.problems:
             (key, reason), *more = self.problems
             raise ConfigError(reason, self.path, key, more=more)
         return Project(name=name, path=self.path, base_dir=base, workers=workers, exec_config=execs,
                        queue=queue, runner=runner, jobstore=jobstore, metadata=metadata,
-                       log_dir=log_dir)  # fmt: skip
+                       log_dir=log_dir, log_level=log_level, replaced=self.replaced)  # fmt: skip
 
     # --- helpers ----------------------------------------------------------------
     def keys(self, data: dict, allowed, prefix: str) -> list:
@@ -177,7 +183,15 @@ class ProjectChecker:
     def worker(self, name, raw) -> Worker:
         key = f"workers.{name}"
         self.mapping(key, raw)
+        raw = self.jfremote_worker(key, dict(raw))
         w = self.typed(Worker, key, raw, name=name)
+        if w.sanitize_command is not None:
+            w.sanitize = bool(w.sanitize_command)
+        if w.execution_cmd is not None and "{}" not in w.execution_cmd:
+            self.problem(f"{key}.execution_cmd", "must hold `{}`, where the run folder goes")
+        if w.interactive_login:
+            self.problem(f"{key}.interactive_login", "is not supported yet: log in with an SSH agent or key, "
+                         "or an OpenSSH master connection (ControlMaster) the worker's host shares")  # fmt: skip
         if w.type not in WORKER_TYPES:
             self.problem(f"{key}.type", f"must be one of {', '.join(WORKER_TYPES)}")
         if w.scheduler_type not in SCHEDULERS:
@@ -250,36 +264,11 @@ class ProjectChecker:
                 self.problem("queue.database", "is required for the mongodb backend")
         return q
 
-    def jfremote_queue(self, raw) -> QueueConfig:
-        """Map jobflow-remote's ``queue.store`` (a maggma Mongo store) to our MongoDB backend."""
-        self.keys(raw, self.JFREMOTE_QUEUE_KEYS, "queue")
-        store = self.mapping("queue.store", raw["store"])
-        timeout = self.check_type("queue.connect_timeout", "float", raw.get("connect_timeout", 5.0), True)
-        kind = store.get("type")
-        uri = None
-        if kind == "MongoURIStore":
-            uri = store.get("uri")
-            if not uri or not isinstance(uri, str):
-                self.problem("queue.store.uri", "is required")
-        elif kind == "MongoStore":
-            from urllib.parse import quote_plus
-
-            host = store.get("host", "localhost")
-            port = store.get("port", 27017)
-            auth = ""
-            if store.get("username"):
-                auth = f"{quote_plus(str(store['username']))}:{quote_plus(str(store.get('password', '')))}@"
-            uri = f"mongodb://{auth}{host}:{port}/"
-        else:
-            self.problem("queue.store.type", "must be MongoStore or MongoURIStore")
-        database = store.get("database")
-        if not database:
-            self.fail("queue.store.database", "is required")
-        prefix = store.get("collection_name", "jobs")
-        return QueueConfig(backend="mongodb", uri=uri, database=database, prefix=prefix, connect_timeout=timeout)
-
     def runner(self, raw) -> RunnerOptions:
         self.mapping("runner", raw)
+        for key, why in self.RUNNER_REPLACED.items():
+            if raw.get(key) is not None:
+                self.accept(f"runner.{key}", why)
         r = self.typed(RunnerOptions, "runner", raw)
         if r.delay_check_run_status is not None and "queue_poll_interval" not in raw:
             r.queue_poll_interval = r.delay_check_run_status

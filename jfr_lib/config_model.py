@@ -105,7 +105,12 @@ class Worker:
     forward_agent: bool = _doc("forward the SSH agent", False)
     inline_ssh_env: bool = _doc("pass environment variables inline", True)
     batch: BatchConfig | None = _doc("run jobs inside pilot queue jobs, many per allocation (see BatchConfig)")
-    sanitize: bool = _doc("strip banners from command output", False)
+    sanitize: bool = _doc("cut what the remote shell prints around a command's output (banners)", False)
+    sanitize_command: bool | None = _doc("jobflow-remote's name of `sanitize`")
+    execution_cmd: str | None = _doc("the command that runs a job, `{}` standing for its run folder (e.g. a "
+                                     "container wrapper: `apptainer exec img.sif jf -fe execution run {}`)")
+    delay_download: float | None = _doc("seconds to wait after a job's end before fetching its files (a slow "
+                                        "network file system)")  # fmt: skip
 
     @property
     def is_local(self) -> bool:
@@ -127,6 +132,7 @@ class QueueConfig:
     prefix: str = _doc("prefix of the MongoDB collection names", "jfr")
     connect_timeout: float = _doc("seconds to wait for the MongoDB server (to find it and to connect) "
                                   "before a command gives up", 5.0, positive=True)  # fmt: skip
+    client_options: dict = _doc("more options of the MongoDB client (tls, authSource, ...)", dict)
 
 
 @dataclass
@@ -153,6 +159,7 @@ class RunnerOptions:
     delay_advance_status: float | None = _doc("accepted for compatibility; unused")
     delay_refresh_limited: float | None = _doc("accepted for compatibility; unused")
     delay_update_batch: float | None = _doc("accepted for compatibility; unused")
+    delay_ping_db: float | None = _doc("accepted for compatibility; unused (the lease's heartbeat replaces it)")
     delete_tmp_folder: bool = _doc("accepted for compatibility; unused", True)
 
 
@@ -170,6 +177,9 @@ class Project:
     jobstore: dict | None = None
     metadata: dict = field(default_factory=dict)
     log_dir: Path | None = None
+    log_level: str = "info"
+    #: jobflow-remote keys accepted although jfr does without them: dotted key -> why (``jfr project show``)
+    replaced: dict = field(default_factory=dict)
 
     @property
     def queue_db_path(self) -> Path:

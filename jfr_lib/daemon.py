@@ -61,7 +61,8 @@ def setup_logging(project, stderr: bool, debug: bool = False) -> Path:
         h.setFormatter(formatter)
     root = logging.getLogger("jfr")
     root.handlers[:] = handlers
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    level = getattr(project, "log_level", "info") or "info"  # the project's log_level, --debug above it
+    root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))
     root.propagate = False
     return path
 

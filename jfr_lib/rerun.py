@@ -26,7 +26,7 @@ RERUNNABLE = (JobState.FAILED, JobState.REMOTE_ERROR, JobState.STOPPED, JobState
 RUN_FIELDS = ("run_dir", "local_dir", "queue_id", "queue_state", "queue_err", "error", "traceback",
               "failed_step", "start_time", "end_time", "submitted_on", "step_attempts", "retry_time",
               "last_error", "last_error_step", "stored_data", "run_seconds", "host", "started",
-              "created")  # fmt: skip
+              "created", "batch_ticket", "pilot", "pilot_queue_id", "pilot_losses", "fault_attempts")  # fmt: skip
 BUSY = {str(s) for s in RUNNING_STATES}
 COMPLETED = str(JobState.COMPLETED)
 

@@ -59,11 +59,18 @@ class ProjectEnv:
 
         return open_queue_db(self.project)
 
+    def isolation(self) -> dict:
+        """Variables that keep the user's own projects, defaults and jobflow-remote files out of a test."""
+        return {"JFR_PROJECTS_DIR": str(self.projects), "XDG_CONFIG_HOME": str(self.root / "config"),
+                "JFREMOTE_PROJECTS_FOLDER": str(self.root / "jfremote"),
+                "JFREMOTE_CONFIG_FILE": str(self.root / "jfremote.yaml")}  # fmt: skip
+
     def env(self) -> dict:
         env = dict(os.environ)
-        env["JFR_PROJECTS_DIR"] = str(self.projects)
+        env.update(self.isolation())
         env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT), env.get("PYTHONPATH", "")])
         env.pop("JFR_PROJECT", None)
+        env.pop("JFREMOTE_PROJECT", None)
         return env
 
     def jfr(self, *args, timeout: float = 60, check: bool = True, stdin: str | None = None):
@@ -242,8 +249,10 @@ def remote_dir(infra, request):
 def penv(tmp_path, monkeypatch):
     env = ProjectEnv(tmp_path)
     env.write()
-    monkeypatch.setenv("JFR_PROJECTS_DIR", str(env.projects))
+    for key, value in env.isolation().items():
+        monkeypatch.setenv(key, value)
     monkeypatch.delenv("JFR_PROJECT", raising=False)
+    monkeypatch.delenv("JFREMOTE_PROJECT", raising=False)
     monkeypatch.setenv("PYTHONPATH", env.env()["PYTHONPATH"])
     return env
 
@@ -253,9 +262,11 @@ def module_penv(tmp_path_factory):
     """A project shared by the tests of one module (one runner pass for many flows)."""
     env = ProjectEnv(tmp_path_factory.mktemp("proj"))
     env.write()
-    old = {k: os.environ.get(k) for k in ("JFR_PROJECTS_DIR", "PYTHONPATH", "JFR_PROJECT")}
-    os.environ.update({k: v for k, v in env.env().items() if k in ("JFR_PROJECTS_DIR", "PYTHONPATH")})
+    keys = ("PYTHONPATH", "JFR_PROJECT", "JFREMOTE_PROJECT", *env.isolation())
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: v for k, v in env.env().items() if k in keys})
     os.environ.pop("JFR_PROJECT", None)
+    os.environ.pop("JFREMOTE_PROJECT", None)
     yield env
     for k, v in old.items():
         if v is None:

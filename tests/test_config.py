@@ -68,7 +68,7 @@ def test_toml_and_json_give_the_same_project(tmp_path):
         ("workers:\n  c:\n    work_dir: /x\nqueue:\n  backend: mongodb\n", "queue.uri: is required"),
         ("workers:\n  c:\n    work_dir: /x\njobstore:\n  docs_store: 3\n", "jobstore.docs_store:"),
         ("workers: [1, 2\n", "not valid YAML"),
-        ("name: other\nworkers:\n  c:\n    work_dir: /x\n", "name: must match the file name"),
+        ("name: ''\nworkers:\n  c:\n    work_dir: /x\n", "name: must be a non-empty string"),
     ],
 )
 def test_validation_errors_name_file_and_key(tmp_path, body, message):

@@ -97,9 +97,12 @@ def test_no_import_circle_in_the_package():
 @pytest.mark.parametrize("module, below", [
     ("jfr_lib.worker", {"jfr_lib.rundir", "jfr_lib.warm_client"}),
     ("jfr_lib.warm", {"jfr_lib.warm_client", "jfr_lib.proc", "jfr_lib.worker", "jfr_lib.rundir"}),
+    ("jfr_lib.pilot", {"jfr_lib.batch", "jfr_lib.warm", "jfr_lib.warm_client", "jfr_lib.proc", "jfr_lib.worker",
+                       "jfr_lib.rundir"}),
 ])  # fmt: skip
 def test_the_run_side_depends_only_downward(module, below):
-    """What runs on a worker (the job, the warm server, a pilot) never imports the runner's side."""
+    """What runs on a worker (the job, the warm server, a pilot) never imports the runner's side
+    (nor the database: a pilot never touches it)."""
     graph = import_graph()
     seen, todo = set(), [module]
     while todo:

@@ -22,8 +22,29 @@ def local_dir(ctx: ActionContext, job: dict) -> Path:
     return ctx.project.base_dir / "downloads" / job["uuid"][:2] / f"{job['uuid']}_{job['index']}"
 
 
+def _too_soon(ctx: ActionContext, worker, job: dict) -> bool:
+    """With ``delay_download``, a job that ended less than that ago waits (a file system slow to show
+    its files elsewhere); it is released to be taken again when the delay is over."""
+    import time
+    from datetime import datetime
+
+    if not worker.delay_download:
+        return False
+    try:
+        ended = datetime.fromisoformat(job["updated_on"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return False
+    due = ended + worker.delay_download
+    if time.time() >= due:
+        return False
+    ctx.db.release_job(job["db_id"], ctx.lock_id, {"retry_time": due})
+    return True
+
+
 def download(ctx: ActionContext, job: dict) -> None:
     worker = ctx.worker(job["worker"])
+    if _too_soon(ctx, worker, job):
+        return
     if worker.is_local:
         ctx.advance(job, JobState.DOWNLOADED, local_dir=job["run_dir"])
         return

@@ -34,6 +34,11 @@ def worker_command(worker, run_dir: str, notify=None, warm=None) -> str:
     import shlex
 
     python = worker.python or (sys.executable if worker.is_local else "python3")
+    if worker.execution_cmd:  # e.g. a container wrapper; jobflow-remote's own command inside becomes ours
+        command = worker.execution_cmd
+        for theirs in ("jf -fe execution run {}", "jf execution run {}"):
+            command = command.replace(theirs, f"{python} -m jfr_lib.worker {{}}")
+        return command.replace("{}", shlex.quote(run_dir))
     if warm:
         from jfr_lib import warm_client
 

@@ -29,7 +29,8 @@ def resources_of(worker, job: dict):
 
 def warm_socket(project, worker):
     """The warm server's socket for a job of ``worker``, or None when it starts cold."""
-    if worker.is_local and worker.scheduler_type == "shell" and project.runner.warm_start and not worker.is_batch:
+    if (worker.is_local and worker.scheduler_type == "shell" and project.runner.warm_start and not worker.is_batch
+            and not worker.execution_cmd):  # fmt: skip
         from jfr_lib.warm import socket_path
 
         return socket_path(project.base_dir)

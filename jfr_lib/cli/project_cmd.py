@@ -169,6 +169,7 @@ def run_show(args) -> int:
         "jobstore": p.jobstore or embedded,
         "runner": asdict(p.runner),
         "metadata": p.metadata,
+        "accepted_not_used": p.replaced,  # jobflow-remote keys jfr does without, and why
     })  # fmt: skip
     if getattr(args, "json", False):
         print_json(data)

@@ -207,6 +207,8 @@ class SSHHost(Host):
             # not "cd X && cmd": a trailing "&" would put the whole list, with the
             # channel's stdout, in the background and hold the command open
             command = f"cd {shlex.quote(cwd)} || exit 1\n{command}"
+        if self.worker.sanitize:  # what the login shell prints around it (banners, module messages) is cut off
+            command = marked(command)
         shell = self.worker.shell_cmd or "bash"
         # stdin from /dev/null: a job the command leaves in the background must not hold the channel
         full = f"{shell} {'-l ' if self.worker.login_shell else ''}-c {shlex.quote(command)} < /dev/null"
@@ -224,6 +226,8 @@ class SSHHost(Host):
         if timed_out:
             self.close()
             raise HostError(f"{self.label}: command timed out after {limit:g} s: {command}")
+        if self.worker.sanitize:
+            return RunResult(result.exited, *(_between_marks(t) for t in (result.stdout, result.stderr)))
         return RunResult(result.exited, result.stdout, result.stderr)
 
     def home(self) -> str:
@@ -344,3 +348,23 @@ def _describe(exc) -> str:
     if isinstance(exc, SSHException) and "not found in known_hosts" in str(exc):
         return f"unknown host key ({_one_line(exc)}); add it to known_hosts or set accept_new_host_keys"
     return _one_line(exc)
+
+
+#: Printed before and after a command's output when the worker has ``sanitize: true``.
+MARK = "JFR-OUTPUT-MARK-7f3a"
+
+
+def marked(command: str) -> str:
+    """``command`` with a mark line printed before and after its output, on both streams (in a
+    subshell: an ``exit`` in it must not skip the closing marks)."""
+    return (f"printf '%s\\n' {MARK} && printf '%s\\n' {MARK} >&2\n(\n{command}\n)\nrc=$?\n"
+            f"printf '\\n%s\\n' {MARK}; printf '\\n%s\\n' {MARK} >&2; exit $rc")  # fmt: skip
+
+
+def _between_marks(text: str) -> str:
+    """The part of ``text`` between the first and the last mark line (all of it without marks)."""
+    first = text.find(MARK + "\n")
+    last = text.rfind("\n" + MARK)
+    if first < 0 or last < first:
+        return text
+    return text[first + len(MARK) + 1 : last]

@@ -24,7 +24,7 @@ def open_queue_db(project) -> QueueDB:
         if q.uri and q.uri.startswith("mongomock://"):
             db = MongoQueueDB(database=q.database, prefix=q.prefix, client=_mock_client())
         else:
-            db = MongoQueueDB(q.uri, q.database, q.prefix, timeout=q.connect_timeout)
+            db = MongoQueueDB(q.uri, q.database, q.prefix, timeout=q.connect_timeout, options=q.client_options)
     else:
         from jfr_lib.queue_db.sqlite import SQLiteQueueDB
 

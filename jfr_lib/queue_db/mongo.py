@@ -125,7 +125,7 @@ class MongoQueueDB(QueueDB):
     """
 
     def __init__(self, uri: str | None = None, database: str = "jfr", prefix: str = "jfr",
-                 client=None, timeout: float = 5.0):  # fmt: skip
+                 client=None, timeout: float = 5.0, options: dict | None = None):  # fmt: skip
         from jfr_lib.redact import mask_text
 
         where = mask_text(uri or "mongodb")
@@ -136,8 +136,8 @@ class MongoQueueDB(QueueDB):
                 raise QueueDBError("the mongodb backend needs pymongo: pip install pymongo") from None
             ms = int(timeout * 1000)
             try:  # a long query may take longer than finding the server: reads get more time
-                client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms,
-                                             socketTimeoutMS=max(4 * ms, 20000))  # fmt: skip
+                client = pymongo.MongoClient(uri, **{"serverSelectionTimeoutMS": ms, "connectTimeoutMS": ms,
+                                                     "socketTimeoutMS": max(4 * ms, 20000), **(options or {})})
             except Exception as exc:  # InvalidURI, ConfigurationError, a bad option value...
                 raise QueueDBError(f"{where}: not a valid MongoDB URI: {describe_error(exc)}") from None
         self.client = client
