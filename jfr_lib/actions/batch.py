@@ -103,20 +103,25 @@ def submit_job(ctx, worker, job: dict) -> None:
 
         raise JobFailure(f"the job expects to run {expected:g} s; a pilot of worker {worker.name} has "
                          f"{limit:g} s, {worker.batch.time_margin:g} s of which are kept free")  # fmt: skip
-    if ticket_place(host, home, name):  # posted by an attempt that died before recording it
-        ctx.log.warning("job %s: its ticket is already posted; not posting again", job["db_id"])
-        ctx.advance(job, JobState.SUBMITTED, batch_ticket=name)
+    # one round trip: posted already (by an attempt that died before recording it), finished, or fresh
+    # (then a started marker that a pilot lost while starting it left counts for nothing)
+    look = host.run(f"cd {_q(home)} && if ls -d ready/{name} done/{name} running/*/{name} >/dev/null 2>&1; "
+                    f"then echo POSTED; elif [ -e {_q(run_dir)}/{OUT_FILE} ]; then echo FINISHED; "
+                    f"else rm -f {_q(run_dir)}/{STARTED_FILE}; echo FRESH; fi")  # fmt: skip
+    answer = look.stdout.strip().splitlines()[-1:] or [""]
+    if answer[0] in ("POSTED", "FINISHED"):
+        if answer[0] == "POSTED":
+            ctx.log.warning("job %s: its ticket is already posted; not posting again", job["db_id"])
+        ctx.advance(job, JobState.SUBMITTED, batch_ticket=name)  # the monitor finds where it is
         return
-    if host.exists(f"{run_dir}/{OUT_FILE}"):
-        ctx.advance(job, JobState.SUBMITTED, batch_ticket=name)  # the monitor finds it finished
-        return
+    if answer[0] != "FRESH":
+        raise HostError(f"worker {worker.name}: cannot look into {home}: {(look.stderr or look.stdout).strip()[:200]}")
     from jfr_lib.queue import QueueAdapter
 
     command = worker_command(worker, run_dir, warm=f"@{_socket_variable()}")
     script = QueueAdapter("shell").script(command, run_dir, exec_config=exec_config_of(ctx, job),
                                           pre_run=worker.pre_run, post_run=worker.post_run)  # fmt: skip
     host.write_text(f"{run_dir}/{SCRIPT_NAME}", script)
-    host.run(f"rm -f {_q(run_dir)}/{STARTED_FILE}")  # a pilot lost while starting it left nothing that counts
     host.write_text(f"{home}/{batch.READY}/{name}", json.dumps({**ticket_for(job), "ticket": name}))
     stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     ctx.advance(job, JobState.SUBMITTED, batch_ticket=name, queue_id=None, submitted_on=stamp, pilot=None)
