@@ -3,12 +3,13 @@
 The public Python API is imported lazily, so ``import jfr_lib`` (and the
 command line) stays fast::
 
-    from jfr_lib import submit_flow, set_run_config, get_jobstore, ExecutionConfig
+    from jfr_lib import submit_flow, set_run_config, get_jobstore, ExecutionConfig, JobController
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["submit_flow", "set_run_config", "get_jobstore", "load_project", "ExecutionConfig", "__version__"]
+__all__ = ["submit_flow", "set_run_config", "get_jobstore", "load_project", "ExecutionConfig", "JobController",
+           "__version__"]
 
 
 def __getattr__(name):
@@ -28,4 +29,8 @@ def __getattr__(name):
         from jfr_lib.config import load_project
 
         return load_project
+    if name == "JobController":  # jobflow-remote's notebook API
+        from jfr_lib.jobcontroller import JobController
+
+        return JobController
     raise AttributeError(f"module 'jfr_lib' has no attribute {name!r}")
