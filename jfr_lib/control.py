@@ -190,7 +190,9 @@ def _cancel_in_pilot(worker, job: dict) -> None:
                          f"{(result.stderr or result.stdout).strip()[-300:]}")  # fmt: skip
 
 
-SETTABLE = (JobState.WAITING, JobState.READY, JobState.PAUSED)
+#: Jobs the runner is not working on; a finished job's new settings apply to its rerun (as in jobflow-remote).
+SETTABLE = (JobState.WAITING, JobState.READY, JobState.PAUSED, JobState.COMPLETED, JobState.FAILED,
+            JobState.REMOTE_ERROR, JobState.STOPPED, JobState.USER_STOPPED)  # fmt: skip
 
 
 def set_value(db, project, job: dict, key: str, value, replace: bool = False) -> dict:

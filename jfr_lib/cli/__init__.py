@@ -19,12 +19,34 @@ GROUPS = ("project", "job", "flow", "runner", "batch", "backup", "admin", "compl
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line, like every other error of jfr."""
+    """An argument parser whose errors are one line, like every other error of jfr.
+
+    An unknown option is reported by the sub-command it was given to (``jfr job
+    list: error: unrecognized arguments: --bogus (see jfr job list --help)``), not
+    by the top-level parser, which is where argparse would report it.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _SubCommands)
 
     def error(self, message):
         from jfr_lib.cli.output import printable
 
         self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
+
+
+class _SubCommands(argparse._SubParsersAction):
+    """Sub-commands whose parser reports the arguments it did not recognize."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        key = argparse._UNRECOGNIZED_ARGS_ATTR
+        before = len(getattr(namespace, key, []))
+        super().__call__(parser, namespace, values, option_string)
+        extra = getattr(namespace, key, [])[before:]
+        if extra:
+            chosen = self._name_parser_map.get(values[0], parser)
+            chosen.error(f"unrecognized arguments: {' '.join(extra)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,55 +1,81 @@
-"""``jfr flow``: list, info, delete, resume, graph, report."""
+"""``jfr flow``: list, info, delete, clean, resume, graph, report."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
+from jfr_lib.cli import compat
+from jfr_lib.cli.flow_selection import FLOW_SORT_KEYS, add_flow_filters, count_flows, flow_of, select_flows
 from jfr_lib.cli.output import add_json_flag, print_json, print_table, printable
-from jfr_lib.cli.selection import count_type, get_flow_or_fail
+from jfr_lib.cli.values import count_type
 
 LIST_KEYS = ("db_id", "uuid", "name", "state", "n_jobs", "created_on", "updated_on")
 
 
 def add_arguments(sub) -> None:
     p = sub.add_parser("flow", help="list, inspect and manage flows",
-                       description="List flows, show one with its jobs, draw its graph, delete or "
+                       description="List flows, show one with its jobs, draw its graph, delete, clean or "
                        "resume it, and report on the whole project. A flow is named by its db_id "
-                       "or its uuid.")  # fmt: skip
+                       "or its uuid; with -j (and -did, -jid in selections) by one of its jobs, as "
+                       "jobflow-remote names flows.")  # fmt: skip
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     lst = verbs.add_parser("list", help="list flows",
-                           description="List the newest flows (100 unless -n), oldest of them first.")
-    lst.add_argument("-s", "--state", metavar="STATE", action="append",
-                     help="only flows in this state (repeat or separate with commas)")  # fmt: skip
-    lst.add_argument("--name", metavar="GLOB", help="only flows whose name matches")
-    lst.add_argument("-n", "--limit", metavar="N", type=count_type(), default=100,
+                           description="List the newest flows (100 unless -n), oldest of them first. -n is "
+                           "the number of flows; jobflow-remote's -n (a name) is --name here.")  # fmt: skip
+    add_flow_filters(lst, ids=False, short_name=False)
+    lst.add_argument("-n", "--limit", "-m", "--max-results", dest="limit", metavar="N",
+                     type=compat.limit_type("flows"), default=100,
                      help="show the newest N flows (default 100; 0: all)")  # fmt: skip
+    lst.add_argument("--sort", metavar="KEY", choices=FLOW_SORT_KEYS, default="db_id",
+                     help=f"order by one of: {', '.join(FLOW_SORT_KEYS)} (default db_id)")  # fmt: skip
+    lst.add_argument("-revs", "--reverse-sort", action="store_true",
+                     help="the first N flows in that order, not the last")  # fmt: skip
     lst.add_argument("--count", action="store_true", help="print only how many flows match")
     add_json_flag(lst)
     lst.set_defaults(func=run_list)
     info = verbs.add_parser("info", help="show a flow and its jobs",
                             description="Show a flow, the number of its jobs in each state, and its jobs.")
-    info.add_argument("flow_id", metavar="FLOW", help="db_id or uuid of the flow")
+    _flow_arg(info)
     add_json_flag(info)
+    compat.add_hidden(info, query=False)
     info.set_defaults(func=run_info)
     delete = verbs.add_parser("delete", help="remove flows and their jobs",
                               description="Remove flows with all their jobs (refused while the runner "
-                              "works on one of them).")  # fmt: skip
-    delete.add_argument("flow_ids", metavar="FLOW", nargs="+", help="db_id or uuid of a flow")
-    delete.add_argument("--output", action="store_true", help="also remove the outputs from the JobStore")
-    delete.add_argument("--files", action="store_true", help="also remove the run folders")
+                              "works on one of them). Name flows or select them with filters.")  # fmt: skip
+    add_flow_filters(delete)
+    delete.add_argument("--output", "-o", action="store_true", help="also remove the outputs from the JobStore")
+    delete.add_argument("--files", "-fi", action="store_true", help="also remove the run folders")
+    delete.add_argument("--all", "-a", action="store_true", help="--output and --files")
+    delete.add_argument("-m", "--max", metavar="N", type=count_type(), default=0,
+                        help="refuse when more than N flows are selected (default 0: no limit)")  # fmt: skip
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    delete.add_argument("-kp", "--keep-processes", action="store_true", help=argparse.SUPPRESS)  # never killed
     delete.set_defaults(func=run_delete)
+    clean = verbs.add_parser("clean", help="delete the run folders of finished jobs",
+                             description="Delete the run folders of the jobs of the selected flows (every flow "
+                             "when none is named and no filter given) that are COMPLETED, FAILED, STOPPED or "
+                             "USER_STOPPED, keeping the jobs and their outputs; --all-states also those of jobs in "
+                             "other states the runner is not working on. Asks first unless -y.")  # fmt: skip
+    add_flow_filters(clean)
+    clean.add_argument("-as", "--all-states", action="store_true",
+                       help="also jobs in other states, never one the runner is working on")  # fmt: skip
+    clean.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    clean.add_argument("-f", "--force", action="store_true", help=argparse.SUPPRESS)  # jobflow-remote's: not needed
+    clean.set_defaults(func=run_clean)
     resume = verbs.add_parser("resume", help="resume the paused jobs of a flow",
                               description="Resume every PAUSED job of the flow.")
-    resume.add_argument("flow_id", metavar="FLOW", help="db_id or uuid of the flow")
+    _flow_arg(resume)
     resume.set_defaults(func=run_resume)
     graph = verbs.add_parser("graph", help="print the flow's graph (Mermaid or Graphviz dot)",
                              description="Print the dependency graph of the flow's jobs, with their "
                              "states, as Mermaid (default) or Graphviz dot; --png draws it with dot.")  # fmt: skip
-    graph.add_argument("flow_id", metavar="FLOW", help="db_id or uuid of the flow")
+    _flow_arg(graph)
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="output format")
+    graph.add_argument("-m", "--mermaid", dest="format", action="store_const", const="mermaid",
+                       help="as --format mermaid")  # fmt: skip
     graph.add_argument("--png", metavar="FILE", help="write a PNG with Graphviz's dot")
     graph.set_defaults(func=run_graph)
     report = verbs.add_parser("report", help="counts per state and worker, and work done per day",
@@ -61,6 +87,12 @@ def add_arguments(sub) -> None:
     report.set_defaults(func=run_report)
 
 
+def _flow_arg(parser) -> None:
+    parser.add_argument("flow_id", metavar="FLOW", help="db_id or uuid of the flow (with -j: of one of its jobs)")
+    parser.add_argument("-j", "--job", action="store_true",
+                        help="FLOW names a job (db_id or uuid): the flow is that job's")  # fmt: skip
+
+
 def _open(args):
     from jfr_lib.config import load_project
     from jfr_lib.queue_db import open_queue_db
@@ -70,22 +102,18 @@ def _open(args):
 
 
 def run_list(args) -> int:
-    from jfr_lib.cli.selection import states_of, text_value
-    from jfr_lib.states import FlowState
+    from jfr_lib.cli.output import note_jobflow_remote
 
-    query = {}
-    states = states_of(args.state, FlowState)
-    if states:
-        query["state"] = states
-    if args.name is not None:
-        query["name_glob"] = text_value(args.name, "--name")
-    _, db = _open(args)
+    project, db = _open(args)
     with db:
+        note_jobflow_remote(db, project)
         if args.count:
-            n = db.count_flows(query)
+            n = count_flows(args, db)
             print(json.dumps({"count": n}) if args.json else n)
             return 0
-        flows = db.find_flows(query, sort=[("db_id", -1)], limit=args.limit)[::-1]
+        way = 1 if args.reverse_sort else -1
+        flows = select_flows(args, db, sort=[(args.sort, way), ("db_id", way)], limit=args.limit, require=False)
+    flows = flows if args.reverse_sort else flows[::-1]
     rows = [{k: f.get(k) for k in LIST_KEYS} for f in flows]
     if args.json:
         print_json(rows)
@@ -99,7 +127,7 @@ def run_list(args) -> int:
 def run_info(args) -> int:
     _, db = _open(args)
     with db:
-        flow = get_flow_or_fail(db, args.flow_id)
+        flow = flow_of(db, args.flow_id, args.job)
         counts = db.count_states({"flow_uuid": flow["uuid"]})
         jobs = db.find_jobs({"flow_uuid": flow["uuid"]}, sort=[("db_id", 1)])
     data = {**{k: flow.get(k) for k in LIST_KEYS}, "states": counts,
@@ -120,9 +148,16 @@ def run_delete(args) -> int:
     from jfr_lib.errors import StateError
     from jfr_lib.states import RUNNING_STATES
 
+    if args.all:
+        args.output = args.files = True
     project, db = _open(args)
     with db:
-        flows = list({f["db_id"]: f for f in (get_flow_or_fail(db, f) for f in args.flow_ids)}.values())
+        flows = select_flows(args, db)
+        if not flows:
+            print("no flow matches", file=sys.stderr)
+            return 3
+        if args.max and len(flows) > args.max:
+            raise StateError(f"{len(flows)} flows selected, more than --max {args.max}: nothing deleted")
         plan = []
         for flow in flows:
             jobs = db.find_jobs({"flow_uuid": flow["uuid"]})
@@ -143,12 +178,67 @@ def run_delete(args) -> int:
     return 0
 
 
+def run_clean(args) -> int:
+    """Delete the run folders of the jobs of the selected flows (job files delete, for each)."""
+    from jfr_lib.cli.job_files import CLEANABLE, delete_run_folder
+    from jfr_lib.cli.selection import ask
+    from jfr_lib.errors import JfrError, NotFoundError
+    from jfr_lib.hosts import get_host
+    from jfr_lib.states import RUNNING_STATES
+
+    busy = [str(s) for s in RUNNING_STATES]
+    project, db = _open(args)
+    hosts = {}
+    with db:
+        flows = select_flows(args, db, require=False)
+        jobs = db.find_jobs({"flow_uuid": [f["uuid"] for f in flows]}, sort=[("db_id", 1)]) if flows else []
+        jobs = [j for j in jobs if j.get("run_dir")]
+        todo = [j for j in jobs if j["state"] not in busy and not j.get("lock_id")
+                and (args.all_states or j["state"] in CLEANABLE)]  # fmt: skip
+        skipped = {}
+        for job in jobs:
+            if job not in todo:
+                skipped[job["state"]] = skipped.get(job["state"], 0) + 1
+        if not todo:
+            print(f"no run folder to delete in {len(flows)} flows" + _skipped(skipped), file=sys.stderr)
+            return 0
+        if not args.yes and not ask(f"delete the run folders of {len(todo)} jobs of {len(flows)} flows?"):
+            print("nothing done", file=sys.stderr)
+            return 1
+        failures = gone = 0
+        try:
+            for job in todo:
+                try:
+                    if job["worker"] not in hosts:
+                        hosts[job["worker"]] = get_host(project.worker(job["worker"]))
+                    where = delete_run_folder(db, project, job, args.all_states, host=hosts[job["worker"]])
+                    print(f"job {job['db_id']}: deleted {printable(where)}")
+                except NotFoundError:  # deleted before
+                    gone += 1
+                except JfrError as exc:
+                    failures += 1
+                    print(f"jfr: error: {printable(exc)}", file=sys.stderr)
+        finally:
+            for host in hosts.values():
+                host.close()
+    print(f"deleted the run folders of {len(todo) - failures - gone} jobs ({gone} gone already)" + _skipped(skipped),
+          file=sys.stderr)  # fmt: skip
+    return 1 if failures else 0
+
+
+def _skipped(skipped: dict) -> str:
+    if not skipped:
+        return ""
+    states = ", ".join(f"{n} {s}" for s, n in sorted(skipped.items()))
+    return f"; kept for their state: {states} (--all-states for any state the runner is not working on)"
+
+
 def run_resume(args) -> int:
     from jfr_lib import control
 
     _, db = _open(args)
     with db:
-        flow = get_flow_or_fail(db, args.flow_id)
+        flow = flow_of(db, args.flow_id, args.job)
         paused = db.find_jobs({"flow_uuid": flow["uuid"], "state": "PAUSED"}, sort=[("db_id", 1)])
         for job in paused:
             new = control.resume(db, job)
@@ -193,7 +283,7 @@ def run_graph(args) -> int:
         raise UsageError("--png: give a file name, not an empty string")
     _, db = _open(args)
     with db:
-        flow = get_flow_or_fail(db, args.flow_id)
+        flow = flow_of(db, args.flow_id, args.job)
         jobs = db.find_jobs({"flow_uuid": flow["uuid"]}, sort=[("db_id", 1)])
     if args.png is not None:
         dot = shutil.which("dot")

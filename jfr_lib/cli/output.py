@@ -113,3 +113,12 @@ def queue_cell(job: dict) -> str:
     if job.get("batch_ticket") and job.get("state") == "SUBMITTED":
         return "waiting for a pilot"
     return str(job.get("queue_id") or "")
+
+
+def note_jobflow_remote(db, project) -> None:
+    """Print, on stderr, how to import the jobflow-remote queue that shares an empty jfr queue's database."""
+    from jfr_lib.queue_db import jobflow_remote_note
+
+    note = jobflow_remote_note(db, project)
+    if note:
+        print(f"jfr: note: {note}", file=sys.stderr)

@@ -101,6 +101,23 @@ def add_arguments(sub) -> None:
                             description="Load and validate the project file, then show it.")
     add_json_flag(show)
     show.set_defaults(func=run_show)
+    remove = verbs.add_parser("remove", help="delete a project file",
+                              description="Delete the project's file after confirmation; --data also deletes "
+                              "its data folder (base_dir: the embedded queue database and JobStore). The run "
+                              "folders on the workers and a MongoDB queue or store are kept. Refused while the "
+                              "project's runner runs.")  # fmt: skip
+    remove.add_argument("name", metavar="NAME", help="the project")
+    remove.add_argument("--data", action="store_true", help="also delete its data folder")
+    remove.add_argument("-k", "--keep-folders", action="store_true", help=argparse.SUPPRESS)  # the default here
+    remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    remove.set_defaults(func=run_remove)
+    default = verbs.add_parser("default", help="show or set the default project",
+                               description="Without NAME, print the project used when none is chosen with -p, "
+                               "$JFR_PROJECT or $JFREMOTE_PROJECT (exit 3 when there is none); with NAME, make "
+                               "it the default; --unset forgets it.")  # fmt: skip
+    default.add_argument("name", metavar="NAME", nargs="?", help="the project to use by default")
+    default.add_argument("--unset", action="store_true", help="forget the default project")
+    default.set_defaults(func=run_default)
 
 
 def run_init(args) -> int:
@@ -246,4 +263,89 @@ def run_exec_configs(args) -> int:
                       r["export"].items())} for r in rows],
                     [("name", "NAME"), ("modules", "MODULES"), ("export", "EXPORT")],
                     empty="no exec_config")  # fmt: skip
+    return 0
+
+
+def run_remove(args) -> int:
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from jfr_lib import daemon
+    from jfr_lib.cli.output import printable
+    from jfr_lib.cli.selection import ask
+    from jfr_lib.config import default_project, default_project_path, project_files, set_default_project
+    from jfr_lib.config_lenient import lenient_project
+    from jfr_lib.errors import ConfigError, JfrError, NotFoundError, StateError, UsageError
+
+    files = project_files()
+    if args.name not in files:
+        raise NotFoundError(f"no project named {args.name!r} (known: {', '.join(files) or 'none'})")
+    path = files[args.name]
+    try:
+        project, _ = lenient_project(args.name)
+    except ConfigError as exc:  # a file beyond reading can still go
+        if args.data:
+            raise UsageError(f"--data: the file does not say where the data folder is: {exc}") from None
+        project = None
+    word, lease = "stopped", None
+    if project is not None and (project.queue.backend != "sqlite" or project.queue_db_path.exists()):
+        try:
+            word, lease = daemon.current(project)
+        except JfrError as exc:
+            print(f"jfr: warning: cannot tell whether its runner runs: {printable(exc)}", file=sys.stderr)
+    if word == "running":
+        raise StateError(f"the runner of project {args.name} runs on {lease['host']} (pid {lease['pid']}): "
+                         "stop it first (`jfr runner stop`)")  # fmt: skip
+    data = Path(project.base_dir).resolve() if project is not None else None
+    if args.data and (data == Path(data.anchor) or data in (Path.home().resolve(), *Path.home().resolve().parents)
+                      or data in path.resolve().parents):  # fmt: skip
+        raise UsageError(f"--data: the data folder {data} holds more than this project: delete it by hand")
+    what = f"project {args.name} ({path})" + (f" and its data folder {data}" if args.data else "")
+    if not args.yes and not ask(f"delete {printable(what)}?"):
+        print("nothing done", file=sys.stderr)
+        return 1
+    path.unlink()
+    print(f"deleted {printable(path)}")
+    if args.data and data.exists():
+        shutil.rmtree(data)
+        print(f"deleted {printable(data)}")
+    if default_project() == args.name and default_project_path().exists():
+        set_default_project(None)
+        print("it was the default project: there is none now")
+    return 0
+
+
+def run_default(args) -> int:
+    import os
+    import sys
+
+    from jfr_lib.cli.output import printable
+    from jfr_lib.config import default_project, default_project_path, project_files, set_default_project
+    from jfr_lib.errors import NotFoundError, UsageError
+
+    if args.unset and args.name:
+        raise UsageError("give NAME or --unset, not both")
+    for var in ("JFR_PROJECT", "JFREMOTE_PROJECT"):
+        if os.environ.get(var):
+            print(f"jfr: note: ${var}={printable(os.environ[var])} is set and wins over the default",
+                  file=sys.stderr)  # fmt: skip
+            break
+    if args.unset:
+        set_default_project(None)
+        print("no default project")
+        return 0
+    if args.name is None:
+        name = default_project()
+        if name is None:
+            print("no default project (set one with `jfr project default NAME`)", file=sys.stderr)
+            return 3
+        own = default_project_path().exists()
+        print(printable(name) + ("" if own else " (from jobflow-remote's settings file)"))
+        return 0
+    files = project_files()
+    if args.name not in files:
+        raise NotFoundError(f"no project named {args.name!r} (known: {', '.join(files) or 'none'})")
+    set_default_project(args.name)
+    print(f"default project: {printable(args.name)} ({printable(files[args.name])})")
     return 0

@@ -1,5 +1,8 @@
 """``jfr runner``: run, start, stop, kill, restart, status, info, logs, cron-line.
 
+``foreground`` is another name of ``run``, ``shutdown`` of ``stop`` (jobflow-remote's
+names); ``stop --all`` and ``kill --all`` act on every project's runner on this host.
+
 status, info, stop, kill and logs work even when the project file has become
 invalid while a runner runs: they read what they need from it leniently and
 say in one warning line that it is invalid.
@@ -7,6 +10,7 @@ say in one warning line that it is invalid.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from jfr_lib.cli.output import add_json_flag, print_json, printable
@@ -20,9 +24,10 @@ def add_arguments(sub) -> None:
                        "a lease in the queue database.")  # fmt: skip
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
-    run = verbs.add_parser("run", help="run in the foreground",
+    run = verbs.add_parser("run", aliases=["foreground"], help="run in the foreground",
                            description="Run the runner in the foreground until interrupted "
-                           "(SIGINT or SIGTERM stop it after the current step).")  # fmt: skip
+                           "(SIGINT or SIGTERM stop it after the current step). `foreground` is "
+                           "another name of this command.")  # fmt: skip
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="do one pass of every action, then exit")
     mode.add_argument("--exit-when-idle", action="store_true", help="exit when no job is ready or running")
@@ -32,15 +37,21 @@ def add_arguments(sub) -> None:
                              "When a runner already runs for the project, say so and exit 0, so "
                              "cron may call this every few minutes.")  # fmt: skip
     start.set_defaults(func=run_start)
-    stop = verbs.add_parser("stop", help="stop the runner after its current step",
+    stop = verbs.add_parser("stop", aliases=["shutdown"], help="stop the runner after its current step",
                             description="Ask the runner to stop through the queue database (this "
-                            "works from any host) and wait until it has.")  # fmt: skip
-    stop.add_argument("--wait", metavar="SECONDS", type=seconds_type, default=120.0,
-                      help="how long to wait (0: do not wait)")  # fmt: skip
+                            "works from any host) and wait until it has; --all: the runner of every "
+                            "project that runs on this host. `shutdown` is another name of this "
+                            "command.")  # fmt: skip
+    stop.add_argument("--wait", "-w", metavar="SECONDS", nargs="?", type=seconds_type, default=120.0, const=120.0,
+                      help="how long to wait (default 120; 0: do not wait)")  # fmt: skip
+    stop.add_argument("-m", "--max-wait", dest="wait", metavar="SECONDS", type=seconds_type, help=argparse.SUPPRESS)
+    stop.add_argument("-a", "--all", action="store_true", help="every project's runner on this host")
     stop.set_defaults(func=run_stop)
     kill = verbs.add_parser("kill", help="kill the runner at once",
                             description="Kill the runner and its action processes with SIGKILL "
-                            "(this host only). Running jobs are not touched.")  # fmt: skip
+                            "(this host only); --all: the runner of every project that runs on this "
+                            "host. Running jobs are not touched.")  # fmt: skip
+    kill.add_argument("-a", "--all", action="store_true", help="every project's runner on this host")
     kill.set_defaults(func=run_kill)
     restart = verbs.add_parser("restart", help="stop the runner, then start it",
                                description="Stop the runner gracefully, then start a daemon.")
@@ -121,6 +132,12 @@ def run_start(args) -> int:
 def run_stop(args) -> int:
     from jfr_lib.daemon import stop
 
+    if args.all:
+        def stop_one(project, lease) -> str:
+            stop(project, wait=args.wait)
+            return f"runner (pid {lease['pid']}) {'stopped' if args.wait > 0 else 'asked to stop'}"
+
+        return _each_runner_here(stop_one)
     lease = stop(_control_project(args), wait=args.wait)
     if lease is None:
         print("runner is not running")
@@ -134,9 +151,41 @@ def run_stop(args) -> int:
 def run_kill(args) -> int:
     from jfr_lib.daemon import kill
 
+    if args.all:
+        def kill_one(project, lease) -> str:
+            kill(project)
+            return f"runner (pid {lease['pid']}) killed"
+
+        return _each_runner_here(kill_one)
     lease = kill(_control_project(args))
     print("runner is not running" if lease is None else f"runner (pid {lease['pid']}) killed")
     return 0
+
+
+def _each_runner_here(act) -> int:
+    """``act(project, lease)`` for every project whose runner runs on this host; one line each."""
+    import socket
+
+    from jfr_lib.config import project_files
+    from jfr_lib.config_lenient import lenient_project
+    from jfr_lib.daemon import current
+    from jfr_lib.errors import JfrError
+
+    here, acted, failures = socket.gethostname(), 0, 0
+    for name in project_files():
+        try:
+            project, _ = lenient_project(name)
+            word, lease = current(project)
+            if lease is None or word != "running" or lease.get("host") != here:
+                continue
+            print(f"{printable(name)}: {act(project, lease)}")
+            acted += 1
+        except JfrError as exc:
+            failures += 1
+            print(f"jfr: error: project {printable(name)}: {printable(exc)}", file=sys.stderr)
+    if not acted and not failures:
+        print(f"no runner runs on this host ({here})")
+    return 1 if failures else 0
 
 
 def run_restart(args) -> int:

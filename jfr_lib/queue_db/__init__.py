@@ -44,3 +44,18 @@ def _mock_client():
 
         _MOCK = mongomock.MongoClient()
     return _MOCK
+
+
+def jobflow_remote_note(db, project) -> str | None:
+    """When a MongoDB queue of jfr is empty but its database holds jobflow-remote's queue: one line
+    saying how to import it (``jfr job list`` and ``jfr flow list`` print it). None otherwise."""
+    if project.queue.backend != "mongodb" or getattr(db, "client", None) is None:
+        return None
+    try:
+        if db.flows.find_one({}, {"_id": 1}) is not None:
+            return None
+        from jfr_lib.import_jfremote import detect_jobflow_remote
+
+        return detect_jobflow_remote(db.client[project.queue.database], jobs=project.queue.prefix)
+    except Exception:  # a hint only: never in the way of the command
+        return None
