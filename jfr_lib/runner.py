@@ -117,12 +117,14 @@ class Runner:
             die_with_parent()
             set_title(f"jfr-{action} [{self.project.name}]")
             name_process(f"jfr-{action}")
-            stop = {"now": os.getppid() != parent}
+            # a SIGTERM that came before our handler was set ran the parent's, which set self.stopping
+            stop = {"now": os.getppid() != parent or self.stopping}
 
             def on_term(signum, frame):
                 stop["now"] = True
 
             signal.signal(signal.SIGTERM, on_term)
+            stop["now"] = stop["now"] or self.stopping
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             status = status_dir(self.project) / f"{action}-{index}.json"

@@ -115,3 +115,18 @@ def action_pids(runner) -> dict:
         if name.startswith("jfr-") and name != "jfr-job":
             out[name[4:]] = pid
     return out
+
+
+def test_a_sigterm_while_the_runner_starts_stops_it_at_once(penv):
+    """A child forked just before the signal, that had no handler of its own yet, still stops
+    (it used to run on until the parent's 60-s grace ran out)."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "jfr.py"), "runner", "run"], env=penv.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        wait_for(lambda: children_of(proc.pid), 60, interval=0.01, message="the first action process")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
