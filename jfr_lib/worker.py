@@ -93,6 +93,8 @@ def run(run_dir: str) -> int:
     os.close(fd)
     result = {"start_time": _now(), "host": socket.gethostname(), "pid": os.getpid(),
               "started": "warm" if STARTED_WARM else "cold"}
+    if os.environ.get("JFR_PILOT"):  # run by a pilot of a batch worker: which one
+        result["pilot"] = os.environ["JFR_PILOT"]
     t0 = time.perf_counter()
     try:
         with open(IN_FILE) as f:

@@ -349,3 +349,20 @@ def test_each_job_gets_its_own_devices(bproj, monkeypatch):
     seen = sorted(got[p.uuid]["CUDA_VISIBLE_DEVICES"] for p in probes)
     assert seen == ["0,1", "2,3"] and all(got[p.uuid]["JFR_PILOT"] for p in probes)
     assert got[plain.uuid] == {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}  # asked for none: the pilot's view
+
+
+def test_a_chain_keeps_to_one_pilot_and_each_job_names_it(bproj):
+    bproj.rewrite(max_jobs=4, parallel_jobs=2, max_wait=10)
+    prev = tj.add(0, 1)
+    jobs = [prev]
+    for _ in range(7):
+        prev = tj.add(prev.output, 1)
+        jobs.append(prev)
+    submit_flow(Flow(jobs))
+    code, _, err = bproj.run_until_idle(timeout=120)
+    assert code == 0, err
+    done = bproj.jobs()
+    assert [bproj.output(j) for j in done] == list(range(1, 9))
+    records = pilots(bproj)
+    assert len(records) == 1, records  # a running pilot with a free slot takes the next link: no new pilot
+    assert {j["pilot"] for j in done} == set(records)  # even the jobs that ran between two looks of the monitor

@@ -177,7 +177,34 @@ def check_batch_worker(ctx, worker, jobs: list) -> int:
             cleanup.update({f"{batch.PILOTS}/{pid}.json", f"{batch.RUNNING}/{pid}/", f"{batch.STOP}/{pid}"})
     for job in jobs:
         moved += place_job(ctx, worker, host, home, job, snap, pilots, cleanup)
-    submit_pilots(ctx, worker, snap, pilots)
+    try:
+        if submit_pilots(ctx, worker, snap, pilots):  # the queue took one: the refusals are over
+            ctx.__dict__.setdefault("pilot_refusals", {}).pop(worker.name, None)
+    except QueueError as exc:
+        moved += pilot_refused(ctx, worker, host, home, jobs, snap, exc)
+    return moved
+
+
+def pilot_refused(ctx, worker, host, home, jobs, snap, exc) -> int:
+    """The queue refused a pilot: try again after ``runner.delta_retry``; after ``max_step_attempts``
+    refusals in a row, the jobs waiting for a pilot become REMOTE_ERROR with the queue's answer
+    (``jfr job retry`` puts them back in SUBMITTED, and the monitor posts their tickets again)."""
+    refusals = ctx.__dict__.setdefault("pilot_refusals", {})
+    opts = ctx.project.runner
+    count = refusals.get(worker.name, 0) + (0 if getattr(exc, "limit", False) else 1)  # a user limit: just later
+    refusals[worker.name] = count
+    delay = opts.delta_retry[max(1, min(count, len(opts.delta_retry))) - 1]
+    ctx.__dict__.setdefault("pilots_not_before", {})[worker.name] = time.monotonic() + delay
+    if count < opts.max_step_attempts:
+        return 0
+    refusals.pop(worker.name, None)
+    message = f"pilots of worker {worker.name} cannot be submitted ({count} times): " + " ".join(str(exc).split())
+    moved = 0
+    for job in jobs:
+        name = job.get("batch_ticket")
+        if name in snap.ready and job["state"] == str(JobState.SUBMITTED):
+            host.run(f"rm -f {_q(home)}/{batch.READY}/{name}")
+            moved += ctx.db.set_state(job, JobState.REMOTE_ERROR, error=message, failed_step="submit")
     return moved
 
 
@@ -338,10 +365,14 @@ def pilot_dir(ctx, worker) -> str:
 def submit_pilots(ctx, worker, snap, pilots: dict) -> int:
     """Submit pilots for the tickets that wait, within ``max_jobs``; how many were submitted."""
     waiting = len(snap.ready)
-    if not waiting:
+    if not waiting or time.monotonic() < getattr(ctx, "pilots_not_before", {}).get(worker.name, 0.0):
         return 0
-    live = [r for r in pilots.values() if batch.alive(r)]
-    starting = sum(1 for r in live if r.get("state") in ("submitted", "queued"))
+    live = {pid: r for pid, r in pilots.items() if batch.alive(r)}
+    starting = sum(1 for r in live.values() if r.get("state") in ("submitted", "queued"))
+    # a running pilot with a free slot takes a waiting ticket within its sleep_time: no new pilot for it
+    free = sum(max(0, worker.batch.parallel_jobs - len(snap.running.get(pid, ()))) for pid, r in live.items()
+               if r.get("state") == "running" and not (snap.pilots.get(pid) or {}).get("leaving"))  # fmt: skip
+    waiting = max(0, waiting - free)
     room = (worker.max_jobs if worker.max_jobs is not None else math.inf) - len(live)
     wanted = math.ceil(waiting / max(1, worker.batch.parallel_jobs)) - starting
     count = int(min(room, wanted))

@@ -164,6 +164,8 @@ def complete(ctx: ActionContext, job: dict) -> None:
     if out["state"] == "FAILED" and job.get("queue_state") in ENDED_BADLY:
         out["error"] = f"{ENDED_BADLY[job['queue_state']]} ({job['queue_state']}): {out.get('error')}"
     times = {k: out.get(k) for k in ("start_time", "end_time", "host", "run_seconds", "started")}
+    if out.get("pilot"):  # a batch job that ran between two looks of the monitor was never seen RUNNING
+        times["pilot"] = out["pilot"]
     if out["state"] == "FAILED":
         times["queue_err"] = _tail(Path(folder) / "queue.err", 2000)
         ctx.db.update_job(job["db_id"], times, lock_id=ctx.lock_id)
