@@ -383,3 +383,19 @@ def test_pilots_the_queue_refuses_end_their_jobs_in_remote_error(bproj):
     [job] = bproj.jobs()
     assert "nosuchpartition" in job["error"] and "\n" not in job["error"], job["error"]
     assert len(pilots_of(bproj, "batch")) <= 3  # runner.max_step_attempts submissions, not one per poll
+
+
+def test_placement_srun_runs_each_job_as_its_own_slurm_step(bproj):
+    bproj.rewrite("slurm", max_jobs=1, resources="{partition: debug, ntasks: 2}", placement="srun", parallel_jobs=2)
+    probes = [tj.env_vars("SLURM_STEP_ID", "SLURM_JOB_ID", "JFR_PILOT") for _ in range(2)]
+    submit_flow(Flow(probes), worker="batch")
+    code, _, err = bproj.run_until_idle(timeout=240)
+    assert code == 0, err
+    jobs = bproj.jobs()
+    got = [bproj.output(j) for j in jobs]
+    assert all(g["JFR_PILOT"] and g["SLURM_STEP_ID"] not in (None, "batch") for g in got), got
+    assert len({g["SLURM_JOB_ID"] for g in got}) == 1  # one allocation, two steps in it
+    assert len({g["SLURM_STEP_ID"] for g in got}) == 2
+    for job in jobs:  # an srun step runs the job where SLURM puts it: it starts cold
+        out = json.loads(Path(job["run_dir"], "jfr_out.json").read_text())
+        assert out["started"] == "cold"
