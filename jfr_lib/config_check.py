@@ -17,6 +17,7 @@ from pathlib import Path
 from jfr_lib.config_jfremote import JfremoteKeys
 from jfr_lib.config_model import (
     SCHEDULERS,
+    SSH_CLIENTS,
     WORKER_TYPES,
     BatchConfig,
     ExecConfig,
@@ -204,6 +205,18 @@ class ProjectChecker(JfremoteKeys):
             self.problem(f"{key}.work_dir", "must be an absolute path")
         if w.type == "remote" and not w.host:
             self.problem(f"{key}.host", "is required for a remote worker")
+        if w.ssh_client not in SSH_CLIENTS:
+            self.problem(f"{key}.ssh_client", f"must be one of {', '.join(SSH_CLIENTS)}")
+        elif w.ssh_client == "openssh":
+            for name in ("password", "passphrase"):
+                if getattr(w, name):
+                    self.problem(f"{key}.{name}", "is not used by ssh_client openssh, which never prompts: use an SSH "
+                                 "agent, a key without passphrase, or a master connection (ControlMaster)")  # fmt: skip
+            if w.connect_kwargs:
+                self.problem(f"{key}.connect_kwargs", "holds paramiko's options: with ssh_client openssh, put them "
+                             "in the ssh config (ssh_config)")  # fmt: skip
+        elif w.ssh_config:
+            self.problem(f"{key}.ssh_config", "is read by ssh_client openssh only")
         if w.max_jobs is not None and w.max_jobs < 1:
             self.problem(f"{key}.max_jobs", "must be at least 1")
         if w.port is not None and not 0 < w.port < 65536:

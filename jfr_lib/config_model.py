@@ -16,6 +16,7 @@ from jfr_lib.errors import ConfigError
 PROJECT_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 SCHEDULERS = ("shell", "slurm", "pbs", "sge")
 WORKER_TYPES = ("local", "remote")
+SSH_CLIENTS = ("fabric", "openssh")
 
 
 def _doc(text: str, default=None, positive=None, **kwargs):
@@ -104,6 +105,9 @@ class Worker:
     interactive_login: bool = _doc("log in interactively (two-factor authentication)", False)
     forward_agent: bool = _doc("forward the SSH agent", False)
     inline_ssh_env: bool = _doc("pass environment variables inline", True)
+    ssh_client: str = _doc("how a remote worker is reached: `fabric` (paramiko) or `openssh` (the system `ssh` "
+                           "and `sftp`, with the ssh config and shared master connections)", "fabric")  # fmt: skip
+    ssh_config: str | None = _doc("ssh config file for `ssh_client: openssh` (`ssh -F`; default ~/.ssh/config)")
     batch: BatchConfig | None = _doc("run jobs inside pilot queue jobs, many per allocation (see BatchConfig)")
     sanitize: bool = _doc("cut what the remote shell prints around a command's output (banners)", False)
     sanitize_command: bool | None = _doc("jobflow-remote's name of `sanitize`")

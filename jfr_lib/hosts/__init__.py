@@ -1,4 +1,4 @@
-"""How to reach the machine where jobs run: the local host, or SSH."""
+"""How to reach the machine where jobs run: the local host, or SSH (fabric or the system OpenSSH)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ def get_host(worker) -> Host:
         from jfr_lib.hosts.local import LocalHost
 
         return LocalHost(timeout=worker.timeout_execute)
+    if worker.ssh_client == "openssh":
+        from jfr_lib.hosts.openssh import OpenSSHHost
+
+        return OpenSSHHost(worker)
     from jfr_lib.hosts.ssh import SSHHost
 
     return SSHHost(worker)

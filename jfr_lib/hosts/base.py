@@ -56,3 +56,19 @@ class Host(ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+    def home(self) -> str:
+        """The user's home folder on the host."""
+        raise NotImplementedError
+
+    def expand(self, path: str) -> str:
+        """An absolute path for ``~/...`` (file transfers do not expand it) and ``$VARIABLES``."""
+        if path == "~":
+            return self.home()
+        if path.startswith("~/"):
+            return f"{self.home()}/{path[2:]}"
+        if "$" in path:
+            result = self.run(f"echo {path}")
+            if result.exit_code == 0 and result.stdout.strip():
+                return result.stdout.strip()
+        return path

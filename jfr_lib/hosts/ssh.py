@@ -238,18 +238,6 @@ class SSHHost(Host):
                 raise self._dropped(exc, "cannot find the home folder") from None
         return self._home
 
-    def expand(self, path: str) -> str:
-        """An absolute path for ``~/...`` (SFTP does not expand it)."""
-        if path == "~":
-            return self.home()
-        if path.startswith("~/"):
-            return f"{self.home()}/{path[2:]}"
-        if "$" in path:
-            result = self.run(f"echo {path}")
-            if result.exit_code == 0 and result.stdout.strip():
-                return result.stdout.strip()
-        return path
-
     # --- files ------------------------------------------------------------------
     def _file_error(self, exc, what: str, path: str):
         """A file operation failed: missing file, a refusal on the host, or a dead connection."""
