@@ -46,15 +46,24 @@ def projects_dir() -> Path:
 
 
 def _jfremote_settings() -> dict:
-    """jobflow-remote's settings file (``$JFREMOTE_CONFIG_FILE`` or ``~/.jfremote.yaml``), if any."""
+    """jobflow-remote's settings file (``$JFREMOTE_CONFIG_FILE`` or ``~/.jfremote.yaml``), if any;
+    read once per process and file version."""
     path = Path(os.environ.get("JFREMOTE_CONFIG_FILE") or "~/.jfremote.yaml").expanduser()
-    if not path.is_file():
-        return {}
     try:
-        data = read_mapping(path)
-    except ConfigError:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
         return {}
-    return data if isinstance(data, dict) else {}
+    key = (str(path), stamp)
+    if key not in _SETTINGS:
+        try:
+            data = read_mapping(path)
+        except ConfigError:
+            data = {}
+        _SETTINGS[key] = data if isinstance(data, dict) else {}
+    return _SETTINGS[key]
+
+
+_SETTINGS: dict = {}
 
 
 def jfremote_dir() -> Path:
@@ -63,12 +72,7 @@ def jfremote_dir() -> Path:
     env = os.environ.get("JFREMOTE_PROJECTS_FOLDER")
     if env:
         return Path(env).expanduser()
-    folder = _jfremote_settings().get("projects_folder") if _jfremote_file_exists() else None
-    return Path(folder or "~/.jfremote").expanduser()
-
-
-def _jfremote_file_exists() -> bool:
-    return Path(os.environ.get("JFREMOTE_CONFIG_FILE") or "~/.jfremote.yaml").expanduser().is_file()
+    return Path(_jfremote_settings().get("projects_folder") or "~/.jfremote").expanduser()
 
 
 def project_folders() -> list:
