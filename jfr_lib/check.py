@@ -37,6 +37,12 @@ def check_worker(project, worker) -> list:
     out = []
     where = "this machine" if worker.is_local else f"{worker.user + '@' if worker.user else ''}{worker.host}"
     host = get_host(worker)
+    if worker.interactive_login and not worker.is_local:
+        login = _check_login(project, worker)
+        out.append(login)
+        if not login.ok:
+            out.append(Check(False, f"worker {worker.name}: other checks skipped", "no login"))
+            return out
     try:
         try:
             result = host.run("echo jfr-ok", timeout=min(worker.timeout_execute, 60))
@@ -82,6 +88,29 @@ def check_worker(project, worker) -> list:
     finally:
         host.close()
     return out
+
+
+def _check_login(project, worker) -> Check:
+    """Whether the worker's interactive login is there; since when it is missing, if the runner saw it go."""
+    from datetime import datetime
+
+    from jfr_lib import logins
+    from jfr_lib.login import logged_in
+    from jfr_lib.queue_db import open_queue_db
+
+    what = f"worker {worker.name}: logged in (interactive_login)"
+    if logged_in(worker):
+        return Check(True, what, "")
+    since = ""
+    try:
+        with open_queue_db(project) as db:
+            mark = logins.get(db, worker.name)
+        if mark:
+            when = datetime.fromtimestamp(mark["since"]).astimezone()
+            since = f" since {when.isoformat(sep=' ', timespec='seconds')}"
+    except Exception:  # the database's own check says what is wrong with it
+        pass
+    return Check(False, what, f"login needed{since}: run `jfr login {worker.name}` on a terminal")
 
 
 def _reason(exc) -> str:

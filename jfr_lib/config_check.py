@@ -190,9 +190,10 @@ class ProjectChecker(JfremoteKeys):
             w.sanitize = bool(w.sanitize_command)
         if w.execution_cmd is not None and "{}" not in w.execution_cmd:
             self.problem(f"{key}.execution_cmd", "must hold `{}`, where the run folder goes")
-        if w.interactive_login:
-            self.problem(f"{key}.interactive_login", "is not supported yet: log in with an SSH agent or key, "
-                         "or an OpenSSH master connection (ControlMaster) the worker's host shares")  # fmt: skip
+        if w.interactive_login and w.type != "remote":
+            self.problem(f"{key}.interactive_login", "is for remote workers only")
+        elif w.interactive_login and w.ssh_client != "openssh" and w.gateway:
+            self.problem(f"{key}.interactive_login", "with a gateway needs `ssh_client: openssh` (its ProxyJump)")
         if w.type not in WORKER_TYPES:
             self.problem(f"{key}.type", f"must be one of {', '.join(WORKER_TYPES)}")
         if w.scheduler_type not in SCHEDULERS:

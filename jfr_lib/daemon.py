@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import socket
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from jfr_lib import lease as leases
 from jfr_lib.errors import JfrError, UsageError
 from jfr_lib.private import private_dir, private_file
+from jfr_lib.proc import hear, say
 from jfr_lib.queue_db import open_queue_db
 
 log = logging.getLogger("jfr.runner")
@@ -140,21 +140,21 @@ def start(project, timeout: float = 60.0, debug: bool = False) -> tuple:
                     runner.beat()
                 except Exception:  # the loop beats again soon; say ready regardless
                     log.debug("heartbeat before ready failed", exc_info=True)
-                _say(write_end, "ok")
+                say(write_end, "ok")
 
             runner = Runner(project, on_ready=ready)
             code = runner.run()
         except RunnerBusy as exc:
-            _say(write_end, f"busy {exc}")
+            say(write_end, f"busy {exc}")
         except BaseException as exc:  # the daemon has no terminal: the log and the pipe say why
             log.exception("the runner failed")
-            _say(write_end, f"error {type(exc).__name__}: {exc}")
+            say(write_end, f"error {type(exc).__name__}: {exc}")
         finally:
             logging.shutdown()
             os._exit(code)
     os.close(write_end)
     os.waitpid(pid, 0)
-    message = _hear(read_end, timeout)
+    message = hear(read_end, timeout, "error the runner exited during start-up")
     os.close(read_end)
     if message == "ok":
         return True, current(project)[1]
@@ -164,30 +164,6 @@ def start(project, timeout: float = 60.0, debug: bool = False) -> tuple:
         return False, holder
     detail = message.split(" ", 1)[1] if " " in message else f"see {project.log_path}"
     raise JfrError(f"the runner did not start: {detail}")
-
-
-def _say(fd: int, text: str) -> None:
-    try:
-        os.write(fd, text.encode() + b"\n")
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def _hear(fd: int, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    data = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-        if data.endswith(b"\n"):
-            break
-    return data.decode().strip() or "error the runner exited during start-up"
 
 
 def stop(project, wait: float = 120.0) -> dict | None:

@@ -81,6 +81,13 @@ class HostError(JfrError):
     exit_code = 6
 
 
+class LoginNeeded(HostError):
+    """A worker with ``interactive_login`` has no logged-in connection (``jfr login WORKER``).
+
+    Its jobs wait where they are, without spending attempts, until a login is back.
+    """
+
+
 class QueueError(JfrError):
     """The queue system refused or failed a command."""
 

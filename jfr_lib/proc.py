@@ -13,6 +13,7 @@ import logging
 import os
 import select
 import signal
+import time
 
 
 def process_start(pid: int) -> str | None:
@@ -134,3 +135,28 @@ def rotate_log(project) -> None:
     else:
         path.unlink()
     logging.getLogger("jfr.runner").info("log rotated")
+
+
+def say(fd: int, text: str) -> None:
+    """Write one line to a pipe the parent waits on, then close it (a closed pipe is ignored)."""
+    try:
+        os.write(fd, text.encode(errors="replace")[:4000] + b"\n")
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def hear(fd: int, timeout: float, silence: str) -> str:
+    """The line :func:`say` wrote on the pipe ``fd``, or ``silence`` when none came within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+        if data.endswith(b"\n"):
+            break
+    return data.decode(errors="replace").strip() or silence

@@ -16,10 +16,13 @@ import os
 import time
 import traceback
 
-from jfr_lib.errors import ConfigError, HostError, JobFailure, QueueError
+from jfr_lib.errors import ConfigError, HostError, JobFailure, LoginNeeded, QueueError
 from jfr_lib.queue_db import lock_token, open_queue_db
 from jfr_lib.rundir import run_dir_for  # noqa: F401 (the actions take it from here)
 from jfr_lib.states import JobState
+
+#: Seconds between two tries of a job whose worker waits for a login (``jfr login`` makes them due at once).
+LOGIN_RETRY = 30.0
 
 ORDER = ("checkout", "upload", "submit", "monitor", "download", "complete")
 
@@ -66,6 +69,7 @@ class ActionContext:
         self.last_poll = {}
         self.woken_at = float("-inf")
         self.notified = set()  # actions woken during the current step
+        self.login_marked = set()  # workers this process found without their login
 
     def worker(self, name: str):
         worker = self.project.workers.get(name)
@@ -154,7 +158,11 @@ class ActionContext:
     def advance(self, job: dict, new_state, **changes) -> bool:
         """Move a job this process locked to ``new_state`` and unlock it."""
         changes.update(lock_id=None, lock_time=None, step_attempts=0, retry_time=None, fault_attempts=0)
+        if job.get("login_wait"):
+            changes["login_wait"] = None
         ok = self.db.set_state(job, new_state, expect_lock=self.lock_id, **changes)
+        if ok and (job.get("login_wait") or job["worker"] in self.login_marked):
+            self.logged_in_again(job["worker"])
         if not ok:
             self.log.warning("job %s: changed by someone else before reaching %s", job["db_id"], new_state)
             self.db.release_job(job["db_id"], self.lock_id)
@@ -166,6 +174,22 @@ class ActionContext:
             notify(self.project.base_dir, STATE_ACTIONS[new_state])
             self.notified.add(STATE_ACTIONS[new_state])
         return ok
+
+    def login_needed(self, worker: str, exc: LoginNeeded) -> None:
+        """Mark ``worker`` as waiting for a login (said once in the log, until it is back)."""
+        from jfr_lib import logins
+
+        self.login_marked.add(worker)
+        if logins.mark(self.db, worker, " ".join(str(exc).split())):
+            self.log.warning("worker %s needs a login; its jobs wait (run `jfr login %s`): %s", worker, worker, exc)
+
+    def logged_in_again(self, worker: str) -> None:
+        """A step on ``worker`` got through: drop its login mark, if it still has one."""
+        from jfr_lib import logins
+
+        self.login_marked.discard(worker)
+        if logins.clear(self.db, worker):
+            self.log.info("worker %s is logged in again: its jobs go on", worker)
 
     def wait_out_fault(self, job: dict, exc: BaseException) -> None:
         """A fault of the storage or the database: the step is tried again later, the job kept.
@@ -228,6 +252,13 @@ class ActionContext:
 
         if is_fault(exc):
             self.wait_out_fault(job, exc)
+            return
+        if isinstance(exc, LoginNeeded):  # no attempt spent: the job waits for `jfr login`
+            self.login_needed(job["worker"], exc)
+            self.db.release_job(job["db_id"], self.lock_id, {
+                "retry_time": time.time() + LOGIN_RETRY, "login_wait": True,
+                "last_error": " ".join(str(exc).split()), "last_error_step": self.action,
+            })  # fmt: skip
             return
         opts = self.project.runner
         transient = isinstance(exc, HostError) or (isinstance(exc, QueueError) and exc.transient)

@@ -12,7 +12,7 @@ import os
 import time
 
 from jfr_lib.actions import ActionContext
-from jfr_lib.errors import HostError, QueueError
+from jfr_lib.errors import HostError, LoginNeeded, QueueError
 from jfr_lib.proc import process_start
 from jfr_lib.rundir import OUT_FILE
 from jfr_lib.states import JobState
@@ -185,6 +185,12 @@ def step(ctx: ActionContext) -> int:
         ctx.last_poll[name] = now
         try:
             moved += check_worker(ctx, worker, group)
+        except LoginNeeded as exc:
+            ctx.login_needed(name, exc)
+            continue
         except (HostError, QueueError) as exc:
             ctx.log.warning("worker %s: queue status failed: %s", name, exc)
+            continue
+        if name in ctx.login_marked:
+            ctx.logged_in_again(name)
     return moved

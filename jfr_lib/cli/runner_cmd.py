@@ -120,6 +120,7 @@ def run_start(args) -> int:
     from jfr_lib.daemon import start
 
     project = _project(args)
+    _log_in(project)
     started, lease = start(project, debug=args.debug)
     where = f"on {lease['host']} (pid {lease['pid']})" if lease else ""
     if started:
@@ -127,6 +128,29 @@ def run_start(args) -> int:
     else:
         print(f"runner already running {where}")
     return 0
+
+
+def _log_in(project) -> None:
+    """Log in the workers with ``interactive_login`` on this terminal, once each; without a
+    terminal, say which wait for ``jfr login`` (a daemon never asks)."""
+    from jfr_lib.errors import HostError
+    from jfr_lib.login import interactive, log_in, logged_in, restored
+
+    for worker in interactive(project):
+        if logged_in(worker):
+            continue
+        if not sys.stdin.isatty():
+            print(f"jfr: warning: worker {worker.name} needs a login: its jobs wait until `jfr login "
+                  f"{worker.name}` is run on a terminal", file=sys.stderr)  # fmt: skip
+            continue
+        print(f"{worker.name}: logging in to {worker.host}", flush=True)
+        try:
+            log_in(worker, log_path=project.log_path)
+        except HostError as exc:
+            print(f"jfr: warning: {printable(exc)}; the jobs of worker {worker.name} wait until `jfr login "
+                  f"{worker.name}`", file=sys.stderr)  # fmt: skip
+            continue
+        restored(project, worker)
 
 
 def run_stop(args) -> int:
@@ -220,6 +244,7 @@ def run_info(args) -> int:
         data["heartbeat_age"] = round(time.time() - float(lease["heartbeat"]), 1)
         data["stop_requested"] = bool(lease.get("stop_requested"))
         data["children"] = lease.get("children") or []
+    data["login_needed"] = _logins_needed(project)
     if args.json:
         print_json(data)
         return 0
@@ -228,6 +253,9 @@ def run_info(args) -> int:
             suffix = " s" if key == "heartbeat_age" else ""
             value = local_time(data[key]) if key == "started_on" and data[key] else data[key]
             print(f"{key:<14} {printable(value)}{suffix}")
+    for mark in data["login_needed"]:
+        print(f"login needed   worker {mark['worker']} since {local_time(mark['since'])}: "
+              f"{printable(mark['reason'])}")  # fmt: skip
     for child in data.get("children", []):
         doing = f"job {child['job']}" if child.get("job") else child.get("state", "")
         if child.get("jobs") is not None:  # the warm server
@@ -235,6 +263,22 @@ def run_info(args) -> int:
         since = local_time(child["since"]) if child.get("since") else "-"
         print(f"  {child['action']}[{child['index']}] pid {child['pid']}: {doing} since {since}")
     return 0
+
+
+def _logins_needed(project) -> list:
+    """The workers waiting for a login, as recorded by the runner (none when the database cannot say)."""
+    from datetime import datetime, timezone
+
+    from jfr_lib import logins
+    from jfr_lib.queue_db import open_queue_db
+
+    try:
+        with open_queue_db(project) as db:
+            marks = logins.needed(db, project.workers)
+    except Exception:  # runner info works even when the database does not (it says the rest)
+        return []
+    return [dict(m, since=datetime.fromtimestamp(m["since"], timezone.utc).isoformat(timespec="seconds"))
+            for m in marks]  # fmt: skip
 
 
 class _Escaped:

@@ -15,6 +15,10 @@ def get_host(worker) -> Host:
         from jfr_lib.hosts.openssh import OpenSSHHost
 
         return OpenSSHHost(worker)
+    if worker.interactive_login:  # the connection is held by the worker's login process
+        from jfr_lib.hosts.broker import BrokerHost
+
+        return BrokerHost(worker)
     from jfr_lib.hosts.ssh import SSHHost
 
     return SSHHost(worker)

@@ -29,7 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
-from jfr_lib.errors import HostError
+from jfr_lib.errors import HostError, LoginNeeded
 from jfr_lib.hosts.base import Host, RunResult
 from jfr_lib.hosts.ssh import BACKOFF, _between_marks, marked
 
@@ -49,6 +49,7 @@ class _State:
     def __init__(self):
         self.failures, self.next_try, self.last_error, self.home = 0, 0.0, None, None
         self.user_control = None  # None: not asked yet (ssh -G); True: the ssh config sets a ControlPath
+        self.control_path = None  # the ControlPath the ssh config sets, expanded by ssh -G
 
 
 #: identity -> _State, for this process.
@@ -156,11 +157,11 @@ class OpenSSHHost(Host):
         self._sock = None  # jfr's own master socket (see options())
 
     # --- the ssh command line ---------------------------------------------------
-    def _base_options(self) -> list:
+    def _base_options(self, batch: bool = True) -> list:
         """The options for ssh, sftp and ``ssh -G``, without the connection sharing ones."""
         w = self.worker
         keys = [w.key_filename] if isinstance(w.key_filename, str) else list(w.key_filename or [])
-        pairs = [("BatchMode", "yes"), ("ConnectTimeout", max(1, round(w.connect_timeout or 30))),
+        pairs = [("BatchMode", "yes" if batch else "no"), ("ConnectTimeout", max(1, round(w.connect_timeout or 30))),
                  ("LogLevel", "ERROR"),  # no "Permanently added ..." in a command's stderr
                  ("Port", w.port), ("User", w.user),
                  *[("IdentityFile", os.path.expanduser(key)) for key in keys],
@@ -173,28 +174,37 @@ class OpenSSHHost(Host):
         opts = ["-F", os.path.expanduser(w.ssh_config)] if w.ssh_config else []
         return opts + [arg for name, value in pairs if value for arg in _option(name, value)]
 
-    def options(self) -> list:
+    def options(self, batch: bool = True) -> list:
         """Every option jfr passes (ssh and sftp take the same), connection sharing included.
+
+        With ``interactive_login`` no call ever opens a master: they all ride on the
+        one ``jfr login`` opened (see :meth:`login`).
 
         Raises
         ------
         HostError
             The ssh config cannot be read.
         """
-        opts = self._base_options()
+        opts = self._base_options(batch)
         state = self._state
         if state.user_control is None:
             proc = self._call(["ssh", "-G", *opts, "--", self.worker.host], 30, "ssh -G")
             if proc.returncode != 0:
                 raise HostError(f"{self.label}: ssh config: {_last_line(proc.stderr)}")
-            state.user_control = any(line.startswith("controlpath ") for line in proc.stdout.decode().splitlines())
+            paths = [line[12:] for line in proc.stdout.decode().splitlines() if line.startswith("controlpath ")]
+            state.user_control, state.control_path = bool(paths), (paths[0] if paths else None)
         self._sock = None
-        if state.user_control:
-            return opts  # the user's ControlMaster/ControlPath/ControlPersist, as configured
+        interactive = self.worker.interactive_login
+        if state.user_control:  # the user's ControlMaster/ControlPath/ControlPersist, as configured
+            return opts + _option("ControlMaster", "no") if interactive else opts
         folder = control_dir()
         if folder is None:
+            if interactive:
+                raise HostError(f"{self.label}: interactive_login needs a private folder for the login's socket")
             return opts + _option("ControlPath", "none")
         self._sock = str(folder / f"ssh-{hashlib.sha1(repr(_identity(self.worker)).encode()).hexdigest()[:16]}")
+        if interactive:
+            return opts + _option("ControlMaster", "no") + _option("ControlPath", self._sock)
         return (opts + _option("ControlMaster", "auto") + _option("ControlPath", self._sock)
                 + _option("ControlPersist", CONTROL_PERSIST))  # fmt: skip
 
@@ -206,6 +216,10 @@ class OpenSSHHost(Host):
         """
         self._gate()
         opts = self.options()
+        if self.worker.interactive_login:
+            if not self.logged_in():
+                raise self._login_needed("no logged-in connection")
+            return opts
         if self._sock is None or _listening(self._sock):
             return opts
         deadline = time.monotonic() + self.timeout
@@ -267,7 +281,15 @@ class OpenSSHHost(Host):
         self._state.failures, self._state.next_try = 0, 0.0
 
     def _failed(self, stderr: bytes) -> HostError:
-        """ssh said the connection failed (exit 255): start or grow the back-off."""
+        """ssh said the connection failed (exit 255): start or grow the back-off.
+
+        For a worker with ``interactive_login`` whose login is gone (its master died, or
+        the server wants more than a key), a :class:`LoginNeeded` instead: no back-off.
+        """
+        if self.worker.interactive_login:
+            described = _describe(stderr)
+            if described.startswith("authentication failed") or not self.logged_in():
+                return self._login_needed(described)
         state = self._state
         state.failures += 1
         state.next_try = time.monotonic() + BACKOFF[min(state.failures - 1, len(BACKOFF) - 1)]
@@ -329,6 +351,61 @@ class OpenSSHHost(Host):
                 raise HostError(f"{self.label}: cannot find the home folder: {_last_line(proc.stderr)}")
             self._state.home = found.group(1)
         return self._state.home
+
+    # --- interactive login ------------------------------------------------------
+    def _login_needed(self, why: str) -> LoginNeeded:
+        return LoginNeeded(f"{self.label}: login needed ({why}): run `jfr login {self.worker.name}`")
+
+    def login_socket(self) -> str | None:
+        """The socket of the master connection the calls ride on (None: each call connects)."""
+        self.options()
+        return self._sock or self._state.control_path
+
+    def logged_in(self) -> bool:
+        """Whether a master connection answers on the login's socket."""
+        path = self.login_socket()
+        return bool(path) and _listening(path)
+
+    def login(self, timeout: float = 300.0) -> None:
+        """Open the master connection, asking on this terminal for what the server wants.
+
+        ``ssh -fN`` with the terminal: ssh itself asks (one-time code, password,
+        passphrase), then leaves the authenticated master in the background, where
+        it lives until :meth:`logout` or the server ends it. Its socket is jfr's own
+        (or the ssh config's ``ControlPath``), in a folder only this user can enter.
+
+        Raises
+        ------
+        HostError
+            The login failed (one line: a wrong code, an unknown host key, a refused port...).
+        """
+        path = self.login_socket()
+        if not path:
+            raise HostError(f"{self.label}: interactive_login needs a ControlPath (the ssh config sets `none`)")
+        if _listening(path):
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by a master that died: ssh would not replace it
+        sharing = _option("ControlMaster", "yes") + _option("ControlPath", path) + _option("ControlPersist", "yes")
+        argv = ["ssh", *self._base_options(batch=False), *sharing, "-fN", "--", self._target()]
+        try:  # the terminal stays ssh's (it asks on /dev/tty); its messages are kept for the error
+            proc = subprocess.run(argv, stdin=None, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  timeout=timeout)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise HostError(f"{self.label}: login timed out after {timeout:g} s") from None
+        except OSError as exc:
+            raise HostError(f"{self.label}: cannot run ssh: {exc.strerror or exc}") from None
+        if proc.returncode != 0 or not _listening(path):
+            raise HostError(f"{self.label}: login failed: {_describe(proc.stderr)}")
+        self._state.failures, self._state.next_try = 0, 0.0
+
+    def logout(self) -> bool:
+        """Close the master connection :meth:`login` opened (not one of the user's ControlPath)."""
+        self.options()
+        if self._sock is None or not _listening(self._sock):
+            return False
+        self.stop_master()
+        return True
 
     def master_pid(self) -> int | None:
         """The pid of the master connection (``ssh -O check``), None when there is none."""

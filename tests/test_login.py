@@ -1,0 +1,318 @@
+"""Interactive logins (``interactive_login: true``) against a real sshd that wants a key *and* a one-time
+code (tests/infra/start-sshd-otp.sh: PAM's google-authenticator, codes made with oathtool), for both
+connection types: the OpenSSH master and fabric's login process. The prompts are answered through a
+pseudo-terminal (pexpect), as a person would."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from jobflow import Flow
+from test_hosts import (  # noqa: F401  the host contract suite, run here on logged-in hosts
+    ssh_worker,
+    test_background_job_does_not_hold_the_command,
+    test_files_round_trip,
+    test_run_reports_exit_code_output_and_cwd,
+    test_run_times_out,
+)
+
+from jfr_lib.config import Worker
+from jfr_lib.errors import LoginNeeded
+
+import testjobs as tj
+from conftest import INFRA_DIR, INFRA_SCRIPTS, ROOT, _alive, _read_env, gone, remote_worker_yaml, wait_for
+
+pexpect = pytest.importorskip("pexpect")
+CLIENTS = ("openssh", "fabric")
+PROMPT = "Verification code:"
+
+
+@pytest.fixture(scope="session")
+def otp(infra):
+    """The one-time-code sshd (127.0.0.1:2223), started for the session if it was not running."""
+    started = not _alive(INFRA_DIR / "otp" / "sshd.pid")
+    subprocess.run(["bash", str(INFRA_SCRIPTS / "start-sshd-otp.sh"), str(INFRA_DIR)], check=True, timeout=600)
+    yield {**infra, **_read_env("otp.env")}
+    if started:
+        subprocess.run(["bash", str(INFRA_SCRIPTS / "stop-sshd-otp.sh"), str(INFRA_DIR)], timeout=120)
+
+
+def code(otp, offset: int = 0) -> str:
+    """The current one-time code (``offset`` seconds later, for a code not used yet)."""
+    args = ["oathtool", "--totp", "-b", otp["TEST_OTP_SECRET"]]
+    if offset:
+        args.insert(2, f"--now={time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(time.time() + offset))}")
+    return subprocess.run(args, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+
+@pytest.fixture
+def sockets(monkeypatch):
+    """A short private temporary folder for the logins' sockets of this test (TMPDIR of the jfr
+    processes); the logins left in it are closed at the end."""
+    from jfr_lib.hosts import openssh
+
+    folder = Path(tempfile.mkdtemp(prefix="jfl", dir="/tmp"))
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(openssh, "control_dir", lambda: folder / f"jfr-{os.getuid()}")
+    openssh.reset()
+    yield folder
+    for sock in folder.rglob("*"):
+        if sock.is_socket() and sock.name.startswith("ssh-"):
+            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "any"], capture_output=True,
+                           timeout=30)  # fmt: skip
+        elif sock.is_socket():
+            _end_login_process(sock)
+    openssh.reset()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _end_login_process(sock: Path) -> None:
+    import socket as sockets_
+
+    from jfr_lib.hosts import broker
+
+    with sockets_.socket(sockets_.AF_UNIX) as s:
+        s.settimeout(10)
+        try:
+            s.connect(str(sock))
+            broker._send(s, {"op": "exit"})
+            broker._receive(s)
+        except OSError:
+            pass
+
+
+def otp_yaml(otp, name: str, folder: str, client: str, scheduler: str = "shell", **extra) -> str:
+    keys = {"port": otp["TEST_OTP_PORT"], "known_hosts": otp["TEST_OTP_KNOWN_HOSTS"], "ssh_client": client,
+            "interactive_login": "true", **extra}  # fmt: skip
+    if scheduler == "slurm":
+        keys.update(resources="{partition: debug}", poll_interval=1)
+    return remote_worker_yaml(otp, name, folder, scheduler=scheduler, **keys)
+
+
+def spawn(penv, *args, timeout: float = 120):
+    env = {**penv.env(), "TMPDIR": os.environ["TMPDIR"]}
+    return pexpect.spawn(sys.executable, [str(ROOT / "jfr.py"), *args], env=env, encoding="utf-8",
+                         timeout=timeout, dimensions=(24, 200))  # fmt: skip
+
+
+def answer(child, answers) -> tuple:
+    """Answer every code prompt with the next of ``answers`` (a callable: the same each time) until
+    the command ends; (prompts seen, exit code, everything it printed)."""
+    seen, printed = 0, ""
+    while True:
+        i = child.expect([PROMPT, pexpect.EOF])
+        printed += child.before
+        if i == 1:
+            break
+        seen += 1
+        child.sendline(answers() if callable(answers) else answers[seen - 1])
+    child.close()
+    return seen, child.exitstatus, printed
+
+
+def login_pid(worker) -> int | None:
+    from jfr_lib.hosts import broker
+    from jfr_lib.hosts.openssh import OpenSSHHost
+
+    if worker.ssh_client == "openssh":
+        host = OpenSSHHost(worker)
+        return host.master_pid() if host.logged_in() else None
+    return broker.login_pid(worker)
+
+
+def as_test_user(otp, *argv) -> None:
+    subprocess.run(["runuser", "-u", otp["TEST_SSH_USER"], "--", *argv], check=True, timeout=30)
+
+
+def marker_lines(path: Path) -> list:
+    return path.read_text().split() if path.exists() else []
+
+
+# --- the runner asks once ---------------------------------------------------------
+@pytest.mark.infra
+@pytest.mark.e2e
+@pytest.mark.parametrize("client", CLIENTS)
+def test_runner_start_asks_once_and_runs_shell_and_slurm(penv, otp, remote_dir, sockets, client):
+    workers = (otp_yaml(otp, "otp_shell", f"{remote_dir}/shell", client)
+               + otp_yaml(otp, "otp_slurm", f"{remote_dir}/slurm", client, scheduler="slurm"))  # fmt: skip
+    penv.write(workers=workers)
+    from jfr_lib import submit_flow
+
+    marker = Path(remote_dir) / "ran.txt"
+    for worker in ("otp_shell", "otp_slurm"):
+        jobs, previous = [], None
+        for i in range(10):
+            previous = tj.append_line(str(marker), f"{worker}-{i}", after=previous.output if previous else None)
+            jobs.append(previous)
+        submit_flow(Flow(jobs, name=worker), worker=worker)
+    as_test_user(otp, "mkdir", "-p", remote_dir)
+    child = spawn(penv, "runner", "start")
+    prompts, status, printed = answer(child, lambda: code(otp))
+    try:
+        assert (prompts, status) == (1, 0), printed  # two workers on one account: one login
+        assert "runner started" in printed
+        wait_for(lambda: all(j["state"] == "COMPLETED" for j in penv.jobs()), 300, interval=0.5,
+                 message="20 jobs on the shell worker and on SLURM")  # fmt: skip
+        lines = marker_lines(marker)
+        assert sorted(lines) == sorted(f"{w}-{i}" for w in ("otp_shell", "otp_slurm") for i in range(10))
+        assert all(j["worker"] in ("otp_shell", "otp_slurm") for j in penv.jobs())
+        assert login_pid(penv.project.worker("otp_shell"))
+    finally:
+        penv.jfr("runner", "stop", timeout=120)
+    # the login lived as long as the runner
+    assert wait_for(lambda: login_pid(penv.project.worker("otp_shell")) is None, 30, message="the login closed")
+
+
+# --- the login goes, the worker waits, `jfr login` brings it back --------------------
+@pytest.mark.infra
+@pytest.mark.e2e
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_lost_login_waits_then_jfr_login_resumes(penv, otp, remote_dir, sockets, client):
+    penv.write(workers=otp_yaml(otp, "otp", f"{remote_dir}/run", client))
+    from jfr_lib import submit_flow
+
+    marker = Path(remote_dir) / "ran.txt"
+    as_test_user(otp, "mkdir", "-p", remote_dir)
+    jobs, previous = [], None
+    for i in range(10):
+        previous = tj.append_line(str(marker), f"otp-{i}", after=previous.output if previous else None, seconds=0.3)
+        jobs.append(previous)
+    submit_flow(Flow(jobs, name="remote"), worker="otp")
+    prompts, status, printed = answer(spawn(penv, "runner", "start"), lambda: code(otp))
+    assert (prompts, status) == (1, 0), printed
+    worker = penv.project.worker("otp")
+    try:
+        wait_for(lambda: sum(j["state"] == "COMPLETED" for j in penv.jobs()) >= 3, 180, interval=0.3,
+                 message="3 jobs done")  # fmt: skip
+        pid = login_pid(worker)
+        os.kill(pid, signal.SIGKILL)  # the login dies mid-flow
+        wait_for(lambda: gone(pid), 10, message="the login process gone")
+
+        def info() -> str:
+            return penv.jfr("runner", "info", timeout=60)[1]
+
+        wait_for(lambda: "login needed   worker otp since" in info(), 120, interval=0.5, message="login needed")
+        # another worker keeps running meanwhile
+        submit_flow(Flow([tj.add(1, 2), tj.add(3, 4)], name="local"), worker="local")
+        wait_for(lambda: [j["state"] for j in penv.jobs() if j["worker"] == "local"] == ["COMPLETED"] * 2, 120,
+                 message="the local worker's jobs")  # fmt: skip
+        remote = [j for j in penv.jobs() if j["worker"] == "otp"]
+        assert not [j for j in remote if j["state"] in ("REMOTE_ERROR", "FAILED")]
+        assert any(j["state"] != "COMPLETED" for j in remote)
+        assert all(not j.get("step_attempts") for j in remote)  # waiting spends no attempt
+        assert "login needed   worker otp since" in info()
+        code_, out, _ = penv.jfr("project", "check", "-w", "otp", check=False, timeout=120)
+        assert code_ == 1 and re.search(r"login needed since \S+ \S+: run `jfr login otp`", out), out
+        log = (penv.root / "logs" / f"{penv.name}.log").read_text()
+        assert "worker otp needs a login; its jobs wait (run `jfr login otp`)" in log
+        # `jfr login` with a fresh code: the runner goes on by itself
+        prompts, status, printed = answer(spawn(penv, "login", "otp"), lambda: code(otp, offset=30))
+        assert (prompts, status) == (1, 0), printed
+        assert "otp: logged in" in printed
+        wait_for(lambda: all(j["state"] == "COMPLETED" for j in penv.jobs()), 180, interval=0.5,
+                 message="the flow completed after the new login")  # fmt: skip
+        assert sorted(marker_lines(marker)) == sorted(f"otp-{i}" for i in range(10))  # each job ran once
+        assert "login needed" not in info()
+    finally:
+        penv.jfr("runner", "stop", timeout=120)
+
+
+# --- refusals, one line each ------------------------------------------------------------
+@pytest.mark.infra
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_wrong_code_is_one_line(penv, otp, remote_dir, sockets, client):
+    penv.write(workers=otp_yaml(otp, "otp", f"{remote_dir}/run", client))
+    prompts, status, printed = answer(spawn(penv, "login", "otp"), lambda: "000000")
+    errors = [line for line in printed.splitlines() if line.startswith("jfr: error:")]
+    assert prompts >= 1 and status != 0 and "Traceback" not in printed
+    assert len(errors) == 1 and "login failed: authentication failed" in errors[0], printed
+    assert login_pid(penv.project.worker("otp")) is None
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize("client", CLIENTS)
+def test_an_unknown_host_key_and_a_refused_port_are_one_line(penv, otp, remote_dir, sockets, client, tmp_path):
+    import socket
+
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    workers = (otp_yaml(otp, "stranger", f"{remote_dir}/a", client, known_hosts=str(empty))
+               + otp_yaml(otp, "closed", f"{remote_dir}/b", client, port=free))  # fmt: skip
+    penv.write(workers=workers)
+    for name, expected in (("stranger", "unknown host key"), ("closed", "connection refused")):
+        prompts, status, printed = answer(spawn(penv, "login", name), lambda: code(otp))
+        errors = [line for line in printed.splitlines() if line.startswith("jfr: error:")]
+        assert prompts == 0 and status != 0 and "Traceback" not in printed
+        assert len(errors) == 1 and expected in errors[0], printed
+
+
+@pytest.mark.infra
+def test_a_daemon_never_asks(penv, otp, remote_dir, sockets):
+    """Without a terminal, `jfr runner start` and `jfr login` say what is missing and never wait for input."""
+    penv.write(workers=otp_yaml(otp, "otp", f"{remote_dir}/run", "openssh"))
+    status, out, err = penv.jfr("login", "otp", check=False, timeout=60)
+    assert status == 2 and err.strip() == ("jfr: error: worker otp needs a login, and logging in needs a "
+                                           "terminal (run `jfr login` in one)")  # fmt: skip
+    status, out, err = penv.jfr("login", "--status", check=False, timeout=60)
+    assert (status, out) == (1, "otp: login needed\n")
+    try:
+        status, out, err = penv.jfr("runner", "start", timeout=120)
+        assert "worker otp needs a login" in err and "runner started" in out
+    finally:
+        penv.jfr("runner", "stop", timeout=120)
+
+
+def test_interactive_login_is_checked(tmp_path):
+    from test_config_check import problems_of
+
+    local = "name: demo\nworkers:\n  w:\n    type: local\n    work_dir: /tmp/w\n    interactive_login: true\n"
+    assert problems_of(tmp_path, local) == ["workers.w.interactive_login: is for remote workers only"]
+    remote = ("name: demo\nworkers:\n  w:\n    type: remote\n    host: h\n    work_dir: /tmp/w\n"
+              "    interactive_login: true\n    gateway: jump.example.org\n")  # fmt: skip
+    assert problems_of(tmp_path, remote) == [
+        "workers.w.interactive_login: with a gateway needs `ssh_client: openssh` (its ProxyJump)"]
+    from jfr_lib.config import load_project_file
+
+    (tmp_path / "ok.yaml").write_text(remote + "    ssh_client: openssh\n")
+    assert load_project_file(tmp_path / "ok.yaml").worker("w").interactive_login
+
+
+# --- the host contract on logged-in hosts ----------------------------------------------
+def otp_worker(otp, client: str, name: str) -> Worker:
+    return Worker(**{**vars(ssh_worker(otp)), "port": int(otp["TEST_OTP_PORT"]), "ssh_client": client, "name": name,
+                     "known_hosts": otp["TEST_OTP_KNOWN_HOSTS"], "interactive_login": True})  # fmt: skip
+
+
+@pytest.fixture(params=CLIENTS)
+def host_and_dir(request, penv, otp, remote_dir, sockets):
+    """A host of each connection type riding on a login made through `jfr login` on a terminal."""
+    from jfr_lib.hosts import get_host
+
+    penv.write(workers=otp_yaml(otp, "otp", remote_dir, request.param))
+    prompts, status, printed = answer(spawn(penv, "login", "otp"), lambda: code(otp))
+    assert (prompts, status) == (1, 0), printed
+    host = get_host(otp_worker(otp, request.param, "otp"))
+    yield host, remote_dir
+    host.close()
+
+
+@pytest.mark.infra
+def test_without_a_login_calls_raise_login_needed(otp, sockets):
+    from jfr_lib.hosts import get_host
+
+    for client in CLIENTS:
+        worker = otp_worker(otp, client, "w")
+        with pytest.raises(LoginNeeded, match=r"login needed \(no logged-in connection\): run `jfr login w`"):
+            get_host(worker).run("true")
