@@ -16,11 +16,19 @@ from pathlib import Path
 
 from jfr_lib.config_jfremote import JfremoteKeys
 from jfr_lib.config_model import (
+    NOTIFY_CHANNEL_KEYS,
+    NOTIFY_CHANNEL_TYPES,
+    NOTIFY_EVENTS,
+    NOTIFY_NO_FLOW,
     SCHEDULERS,
+    SMTP_SECURITY,
     SSH_CLIENTS,
     WORKER_TYPES,
     BatchConfig,
     ExecConfig,
+    Notify,
+    NotifyChannel,
+    NotifyRule,
     Project,
     QueueConfig,
     RunnerOptions,
@@ -52,6 +60,7 @@ class ProjectChecker(JfremoteKeys):
     TOP_KEYS = {
         "name", "base_dir", "tmp_dir", "log_dir", "daemon_dir", "log_level", "runner",
         "workers", "queue", "exec_config", "jobstore", "remote_jobstore", "metadata", "optional_jobstores",
+        "notify",
     }  # fmt: skip
     JFREMOTE_QUEUE_KEYS = {"store", "flows_collection", "auxiliary_collection", "batches_collection",
                            "db_id_prefix", "connect_timeout"}  # fmt: skip
@@ -115,12 +124,14 @@ class ProjectChecker(JfremoteKeys):
         runner = self.guard(self.runner, data.get("runner") or {})
         self.jfremote_top(data)
         log_level = self.guard(self.log_level, data.get("log_level"), default="info")
+        notify = None if data.get("notify") is None else self.guard(self.notify, data["notify"])
         if self.problems:
             (key, reason), *more = self.problems
             raise ConfigError(reason, self.path, key, more=more)
         return Project(name=name, path=self.path, base_dir=base, workers=workers, exec_config=execs,
                        queue=queue, runner=runner, jobstore=jobstore, metadata=metadata,
-                       log_dir=log_dir, log_level=log_level, replaced=self.replaced)  # fmt: skip
+                       log_dir=log_dir, log_level=log_level, replaced=self.replaced,
+                       notify=notify)  # fmt: skip
 
     # --- helpers ----------------------------------------------------------------
     def keys(self, data: dict, allowed, prefix: str) -> list:
@@ -318,3 +329,72 @@ class ProjectChecker(JfremoteKeys):
         for n, s in extra.items():
             if not isinstance(s, dict) or "type" not in s:
                 self.problem(f"jobstore.additional_stores.{n}", "must be a store mapping with a `type`")
+
+    def notify(self, raw) -> Notify:
+        self.mapping("notify", raw)
+        n = self.typed(Notify, "notify", raw)
+        if not n.channels and isinstance(raw.get("channels", {}), dict):
+            self.problem("notify.channels", "must name at least one channel")
+        n.channels = {name: self.guard(self.notify_channel, f"notify.channels.{name}", name, ch)
+                      for name, ch in n.channels.items()}  # fmt: skip
+        names = set(n.channels)
+        n.rules = [self.guard(self.notify_rule, f"notify.rules[{i}]", r, names) for i, r in enumerate(n.rules)]
+        if "rules" not in raw:  # no rules: every event goes to every channel
+            n.rules = [NotifyRule()]
+        for name in ("digest_after", "digest_lines"):
+            if getattr(n, name) < 1:
+                self.problem(f"notify.{name}", "must be at least 1")
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+                   for x in n.retry_delays):  # fmt: skip
+            self.problem("notify.retry_delays", "must be a list of finite, non-negative numbers")
+        return n
+
+    def notify_channel(self, key: str, name: str, raw) -> NotifyChannel:
+        self.mapping(key, raw)
+        c = self.typed(NotifyChannel, key, raw, name=name)
+        if c.type not in NOTIFY_CHANNEL_TYPES:
+            self.fail(f"{key}.type", f"must be one of {', '.join(NOTIFY_CHANNEL_TYPES)}")
+        for k in sorted(set(raw) - NOTIFY_CHANNEL_KEYS[c.type] - {"type", "timeout"}):
+            self.problem(f"{key}.{k}", f"is not used by a channel of type {c.type}")
+        if c.type == "email":
+            if isinstance(c.to, str):
+                c.to = [c.to]
+            if not c.host:
+                self.problem(f"{key}.host", "is required for an email channel")
+            if not c.to or not all(isinstance(a, str) and "@" in a for a in c.to):
+                self.problem(f"{key}.to", "must be an e-mail address or a list of them")
+            if c.security not in SMTP_SECURITY:
+                self.problem(f"{key}.security", f"must be one of {', '.join(SMTP_SECURITY)}")
+            if c.port is not None and not 0 < c.port < 65536:
+                self.problem(f"{key}.port", "must be a port number, from 1 to 65535")
+            if c.password and not c.username:
+                self.problem(f"{key}.password", "needs a username to log in with")
+        elif c.type == "webhook":
+            if not c.url:
+                self.problem(f"{key}.url", "is required for a webhook channel")
+            elif not c.url.startswith(("http://", "https://")):
+                self.problem(f"{key}.url", "must be an http:// or https:// URL")
+            for k, v in c.headers.items():
+                if not isinstance(v, str):
+                    self.problem(f"{key}.headers.{k}", "must be a string")
+        elif not (isinstance(c.command, str) and c.command.strip()) and not (
+                isinstance(c.command, list) and c.command and all(isinstance(a, str) for a in c.command)):
+            self.problem(f"{key}.command", "must be a shell line or a non-empty list of strings")
+        return c
+
+    def notify_rule(self, key: str, raw, channels: set) -> NotifyRule:
+        self.mapping(key, raw)
+        r = self.typed(NotifyRule, key, {k: [v] if isinstance(v, str) and k != "metadata" else v
+                                         for k, v in raw.items()})  # fmt: skip
+        for i, event in enumerate(r.events):
+            if event not in NOTIFY_EVENTS:
+                self.problem(f"{key}.events[{i}]", f"must be one of {', '.join(NOTIFY_EVENTS)}")
+        for i, channel in enumerate(r.channels):
+            if channel not in channels:
+                self.problem(f"{key}.channels[{i}]", "names no channel of notify.channels")
+        if not all(isinstance(f, str) for f in r.flows):
+            self.problem(f"{key}.flows", "must be a list of flow name patterns")
+        if (r.flows or r.metadata) and r.events and all(e in NOTIFY_NO_FLOW for e in r.events):
+            self.problem(f"{key}.events", f"{' and '.join(r.events)}: no flow is concerned, so flows and "
+                         "metadata never match: use a rule without them")  # fmt: skip
+        return r

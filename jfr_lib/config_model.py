@@ -167,6 +167,66 @@ class RunnerOptions:
     delete_tmp_folder: bool = _doc("accepted for compatibility; unused", True)
 
 
+#: Events a notification rule may choose (``notify.rules[].events``).
+NOTIFY_EVENTS = ("flow_completed", "flow_failed", "job_failed", "job_remote_error", "runner_stopped",
+                 "login_needed")  # fmt: skip
+#: Events that belong to no flow: a rule's flow filters cannot choose them.
+NOTIFY_NO_FLOW = ("runner_stopped", "login_needed")
+#: The keys of each type of notification channel (besides ``type`` and ``timeout``).
+NOTIFY_CHANNEL_KEYS = {"email": {"host", "port", "security", "username", "password", "sender", "to"},
+                       "webhook": {"url", "headers"}, "command": {"command"}}  # fmt: skip
+NOTIFY_CHANNEL_TYPES = tuple(NOTIFY_CHANNEL_KEYS)
+SMTP_SECURITY = ("starttls", "ssl", "none")
+
+
+@dataclass
+class NotifyChannel:
+    """Where notifications go (``notify.channels.<NAME>``)."""
+
+    name: str = _doc("name of the channel", "")
+    type: str = _doc("`email` (SMTP), `webhook` (a JSON POST with a `text` field) or `command`", "")
+    timeout: float = _doc("seconds to wait for the server (or the command) before an attempt fails", 10.0,
+                          positive=True)  # fmt: skip
+    host: str | None = _doc("email: the SMTP server")
+    port: int | None = _doc("email: the SMTP port (default 587 with starttls, 465 with ssl, 25 with none)")
+    security: str = _doc("email: `starttls`, `ssl` (SMTP over TLS) or `none`", "starttls")
+    username: str | None = _doc("email: the login name on the SMTP server (none: no login)")
+    password: str | None = _doc("email: the password of the login", repr=False)
+    sender: str | None = _doc("email: the From address (default: jfr@ this host)")
+    to: Any = _doc("email: the recipient address, or a list of them", list)
+    url: str | None = _doc("webhook: the URL the JSON message is posted to (kept secret: it often holds a token)",
+                           repr=False)  # fmt: skip
+    headers: dict = _doc("webhook: more HTTP headers (an Authorization header is kept secret)", dict, repr=False)
+    command: Any = _doc("command: a shell line, or a list (program and arguments), run with the message on its "
+                        "standard input and the event in JFR_* environment variables")  # fmt: skip
+
+
+@dataclass
+class NotifyRule:
+    """Which events go to which channels (``notify.rules[N]``)."""
+
+    channels: list = _doc("names of the channels the matching events go to (default: every channel)", list)
+    events: list = _doc(f"events to send (default: all): {', '.join(NOTIFY_EVENTS)}", list)
+    flows: list = _doc("shell patterns of flow names: only flows whose name matches one (default: any flow)", list)
+    metadata: dict = _doc("metadata values the flow (or the job) must have: key -> value or list of values "
+                          "(default: any)", dict)  # fmt: skip
+
+
+@dataclass
+class Notify:
+    """Messages sent by the runner when flows end, jobs fail, a runner died or a worker needs a login
+    (``notify``)."""
+
+    channels: dict = _doc("the channels, by name (see NotifyChannel)", dict)
+    rules: list = _doc("which events go where (see NotifyRule)", list)
+    interval: float = _doc("seconds between two looks for new events", 2.0, positive=True)
+    window: float = _doc("seconds during which the events for one channel are gathered before they go out", 5.0)
+    digest_after: int = _doc("more events than this for one channel in one window go out as one digest", 5)
+    digest_lines: int = _doc("events listed one by one in a digest (the rest are counted)", 10)
+    retry_delays: list = _doc("seconds before each new attempt after a failed send; then the message is "
+                              "logged and dropped", lambda: [5, 30, 120])  # fmt: skip
+
+
 @dataclass
 class Project:
     """A whole project file."""
@@ -182,6 +242,8 @@ class Project:
     metadata: dict = field(default_factory=dict)
     log_dir: Path | None = None
     log_level: str = "info"
+    #: notifications (None: the project file has no ``notify`` section)
+    notify: Notify | None = None
     #: jobflow-remote keys accepted although jfr does without them: dotted key -> why (``jfr project show``)
     replaced: dict = field(default_factory=dict)
 

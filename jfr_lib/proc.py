@@ -160,3 +160,18 @@ def hear(fd: int, timeout: float, silence: str) -> str:
         if data.endswith(b"\n"):
             break
     return data.decode(errors="replace").strip() or silence
+
+
+def write_status(status_file, doc: dict) -> None:
+    """Replace a process's status file (what ``jfr runner info`` shows) in one step; a failure passes."""
+    if status_file is None:
+        return
+    import json
+
+    try:
+        tmp = f"{status_file}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(doc, f)
+        os.replace(tmp, status_file)
+    except OSError:
+        pass

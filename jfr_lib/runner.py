@@ -92,6 +92,7 @@ class Runner:
         self.last_beat = time.monotonic()
         self.suspended = False  # the action processes are stopped until the lease can be renewed
         self.unreleased = []  # lock ids of children that ended while the database could not be reached
+        self.took_over = None  # the stale lease of a runner that died, taken at start (for the notifier)
 
     # --- children ---------------------------------------------------------------
     def slots(self) -> list:
@@ -101,6 +102,10 @@ class Runner:
 
         if any(warm_socket(self.project, w) for w in self.project.workers.values()):
             slots.append(("warm", 0))
+        from jfr_lib.notify import enabled
+
+        if enabled(self.project):
+            slots.append(("notify", 0))
         return slots
 
     def lock_for(self, action: str, index: int, pid: int) -> str:
@@ -133,6 +138,12 @@ class Runner:
 
                 serve(self.project, lambda: stop["now"] or os.getppid() != parent,
                       logging.getLogger("jfr.warm"), status_file=status)  # fmt: skip
+                return
+            if action == "notify":
+                from jfr_lib.notify import serve as notify
+
+                notify(self.project, lambda: stop["now"] or os.getppid() != parent,
+                       logging.getLogger("jfr.notify"), status_file=status, took_over=self.took_over)  # fmt: skip
                 return
             run_action(self.project, action, self.once,
                        lambda: stop["now"] or os.getppid() != parent,
@@ -253,6 +264,7 @@ class Runner:
             )
         self.lease = mine
         if previous is not None:
+            self.took_over = previous
             log.warning("took over the stale lease of %s (pid %s)", previous["host"], previous["pid"])
         released = self.release_locks()
         if released:

@@ -212,19 +212,12 @@ def _peer_uid(conn: socket.socket) -> int | None:
 
 def _write_status(status_file, state: str, jobs: int) -> None:
     """What ``jfr runner info`` shows for this process."""
-    if status_file is None:
-        return
     from datetime import datetime, timezone
 
-    data = {"pid": os.getpid(), "action": "warm", "state": state, "jobs": jobs,
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
-    try:
-        tmp = f"{status_file}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, status_file)
-    except OSError:
-        pass
+    from jfr_lib.proc import write_status
+
+    write_status(status_file, {"pid": os.getpid(), "action": "warm", "state": state, "jobs": jobs,
+                               "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})  # fmt: skip
 
 
 def serve(project, stop_flag, log, status_file=None) -> None:

@@ -15,7 +15,7 @@ import sys
 from jfr_lib import __version__
 from jfr_lib.redact import mask_text
 
-GROUPS = ("project", "job", "flow", "runner", "login", "batch", "backup", "admin", "completion")
+GROUPS = ("project", "job", "flow", "runner", "login", "batch", "gui", "backup", "admin", "completion")
 
 
 class Parser(argparse.ArgumentParser):

@@ -188,6 +188,10 @@ def run_show(args) -> int:
         "metadata": p.metadata,
         "accepted_not_used": p.replaced,  # jobflow-remote keys jfr does without, and why
     })  # fmt: skip
+    if p.notify is not None:  # after the mask: a webhook's path (its token) is cut off too
+        from jfr_lib.notify_send import shown
+
+        data["notify"] = shown(p)
     if getattr(args, "json", False):
         print_json(data)
         return 0
