@@ -79,7 +79,7 @@ def main() -> int:
         print(f"skipped: no {env_file} (start tests/infra/start-sshd.sh first)")
         return 0
     env = read_env(env_file)
-    from jfr_lib.hosts import get_host, openssh
+    from jfr_lib.hosts import get_host
     from jfr_lib.hosts.broker import logout
     from jfr_lib.hosts.login_process import login
 
@@ -87,7 +87,7 @@ def main() -> int:
         scratch = Path(tmp)
         folder = Path(tmp) / "sockets"
         folder.mkdir(mode=0o700)
-        openssh.control_dir = lambda: folder  # this run's sockets, closed below
+        os.environ["JFR_SOCKET_DIR"] = str(folder)  # this run's sockets, closed below
         remote = f"/home/{env['TEST_SSH_USER']}/jfr-bench-login-{os.getpid()}"
         measure("fabric", get_host(worker(env)), remote, args.repeat, scratch)
         interactive = worker(env, interactive_login=True)

@@ -38,7 +38,10 @@ def check_worker(project, worker) -> list:
     where = "this machine" if worker.is_local else f"{worker.user + '@' if worker.user else ''}{worker.host}"
     host = get_host(worker)
     if worker.interactive_login and not worker.is_local:
-        login = _check_login(project, worker)
+        try:
+            login = _check_login(project, worker)
+        except HostError as exc:  # the ssh config cannot be read, say
+            login = Check(False, f"worker {worker.name}: logged in (interactive_login)", str(exc))
         out.append(login)
         if not login.ok:
             out.append(Check(False, f"worker {worker.name}: other checks skipped", "no login"))
@@ -94,7 +97,7 @@ def _check_login(project, worker) -> Check:
     """Whether the worker's interactive login is there; since when it is missing, if the runner saw it go."""
     from datetime import datetime
 
-    from jfr_lib import logins
+    from jfr_lib import login_marks
     from jfr_lib.login import logged_in
     from jfr_lib.queue_db import open_queue_db
 
@@ -104,7 +107,7 @@ def _check_login(project, worker) -> Check:
     since = ""
     try:
         with open_queue_db(project) as db:
-            mark = logins.get(db, worker.name)
+            mark = login_marks.get(db, worker.name)
         if mark:
             when = datetime.fromtimestamp(mark["since"]).astimezone()
             since = f" since {when.isoformat(sep=' ', timespec='seconds')}"

@@ -10,7 +10,7 @@ terminal), and every runner process rides on that login:
   (:mod:`jfr_lib.hosts.broker`, :mod:`jfr_lib.hosts.login_process`).
 
 When the login is gone, the worker waits in the "login needed" state
-(:mod:`jfr_lib.logins`); :func:`restored` ends that wait at once after a new login.
+(:mod:`jfr_lib.login_marks`); :func:`restored` ends that wait at once after a new login.
 """
 
 from __future__ import annotations
@@ -51,12 +51,40 @@ def log_in(worker, log_path=None, timeout: float = 300.0) -> None:
     HostError
         The login failed (one line).
     """
-    if worker.ssh_client == "openssh":
-        _host(worker).login(timeout=timeout)
-        return
-    from jfr_lib.hosts import login_process
+    saved = _terminal_settings()
+    try:
+        if worker.ssh_client == "openssh":
+            _host(worker).login(timeout=timeout)
+            return
+        from jfr_lib.hosts import login_process
 
-    login_process.login(worker, timeout=timeout, log_path=log_path)
+        login_process.login(worker, timeout=timeout, log_path=log_path)
+    except BaseException:
+        if saved is not None:  # a prompt given up half-way leaves the terminal without echo
+            _restore_terminal(saved)
+        raise
+
+
+def _terminal_settings():
+    """This terminal's settings (``/dev/tty``), or None without one."""
+    try:
+        import termios
+
+        with open("/dev/tty") as tty:
+            return termios.tcgetattr(tty)
+    except (OSError, ImportError):
+        return None
+
+
+def _restore_terminal(saved) -> None:
+    import termios
+
+    try:
+        with open("/dev/tty", "w") as tty:
+            termios.tcsetattr(tty, termios.TCSANOW, saved)
+            tty.write("\n")  # the error goes on a line of its own, not after the prompt
+    except OSError:
+        pass
 
 
 def log_out(worker) -> bool:
@@ -69,19 +97,29 @@ def log_out(worker) -> bool:
 
 
 def restored(project, worker) -> int:
-    """After a login: drop the worker's mark, make its waiting jobs due now, wake the actions.
+    """After a login: for ``worker`` and every worker riding on the same login, drop the "login
+    needed" mark, make the jobs that waited due now, and wake the actions.
 
-    Returns how many jobs waited for it.
+    A job the runner claims meanwhile keeps its own next try: the change is only its retry time.
+
+    Returns
+    -------
+    int
+        How many jobs waited for the login.
     """
-    from jfr_lib import logins
+    from jfr_lib import login_marks
     from jfr_lib.actions import ORDER
     from jfr_lib.queue_db import open_queue_db
     from jfr_lib.wakeup import notify
 
+    names = [worker.name] + [w.name for w in interactive(project)
+                             if w.name != worker.name and logged_in(w)]  # fmt: skip
+    due = []
     with open_queue_db(project) as db:
-        logins.clear(db, worker.name)
-        jobs = db.find_jobs({"worker": worker.name, "state": list(WAITING_STATES), "locked": False})
-        due = [j["db_id"] for j in jobs if j.get("login_wait")]
+        for name in names:
+            login_marks.clear(db, name)
+            jobs = db.find_jobs({"worker": name, "state": list(WAITING_STATES), "locked": False})
+            due += [j["db_id"] for j in jobs if j.get("login_wait")]
         if due:
             db.update_jobs(due, {"retry_time": None})
     for action in ORDER:
@@ -90,7 +128,7 @@ def restored(project, worker) -> int:
 
 
 def close_all(project) -> list:
-    """Close the logins jfr opened for the project's workers (at the runner's stop); their names."""
+    """Close the logins of the project's workers (``jfr runner stop --logout``); their names."""
     closed = []
     for worker in interactive(project):
         try:

@@ -236,7 +236,7 @@ class Notifier:
     def _login_events(self, db, new: dict, now: float) -> list:
         if "login_needed" not in self.wanted:
             return []
-        from jfr_lib.logins import needed
+        from jfr_lib.login_marks import needed
 
         events, current = [], set()
         for mark in needed(db, list(self.project.workers)):

@@ -358,15 +358,6 @@ class Runner:
             self.fault_seen(exc)
             return False
 
-    def close_logins(self) -> None:
-        """The interactive logins live as long as the runner: close those jfr opened."""
-        from jfr_lib.login import close_all, interactive
-
-        if interactive(self.project):
-            closed = close_all(self.project)
-            if closed:
-                log.info("closed the logins of %s", ", ".join(closed))
-
     # --- the loop ---------------------------------------------------------------
     def run(self) -> int:
         from jfr_lib.private import UMASK
@@ -427,7 +418,5 @@ class Runner:
                         raise
                     log.warning("the lease could not be given up (it goes stale): %s", describe_fault(exc))
                 log.info("runner stopped")
-            if not self.once:
-                self.close_logins()
             for s, handler in old.items():
                 signal.signal(s, handler)

@@ -323,10 +323,10 @@ def test_jobs_page_paging_filters_and_sort(crowd, capsys, monkeypatch):
 
 
 def test_flows_overview_graph_and_report(chain):
-    from jfr_lib import logins
+    from jfr_lib import login_marks
 
     with chain.db() as db:
-        logins.mark(db, "other", "its master connection is gone")
+        login_marks.mark(db, "other", "its master connection is gone")
         db.update_job(3, {"state": "COMPLETED"})
         db.refresh_flow_state(db.get_job(db_id=3)["flow_uuid"])
     app, _ = make_app(chain)

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pexpect
 import pytest
 from jobflow import Flow
 from test_hosts import (  # noqa: F401  the host contract suite, run here on logged-in hosts
@@ -31,7 +32,6 @@ from jfr_lib.errors import LoginNeeded
 import testjobs as tj
 from conftest import INFRA_DIR, INFRA_SCRIPTS, ROOT, _alive, _read_env, gone, remote_worker_yaml, wait_for
 
-pexpect = pytest.importorskip("pexpect")
 CLIENTS = ("openssh", "fabric")
 PROMPT = "Verification code:"
 
@@ -56,13 +56,12 @@ def code(otp, offset: int = 0) -> str:
 
 @pytest.fixture
 def sockets(monkeypatch):
-    """A short private temporary folder for the logins' sockets of this test (TMPDIR of the jfr
-    processes); the logins left in it are closed at the end."""
+    """A private folder for the logins' sockets of this test (``JFR_SOCKET_DIR`` of every jfr
+    process); the logins left in it are closed at the end."""
     from jfr_lib.hosts import openssh
 
     folder = Path(tempfile.mkdtemp(prefix="jfl", dir="/tmp"))
-    monkeypatch.setenv("TMPDIR", str(folder))
-    monkeypatch.setattr(openssh, "control_dir", lambda: folder / f"jfr-{os.getuid()}")
+    monkeypatch.setenv("JFR_SOCKET_DIR", str(folder / "s"))
     openssh.reset()
     yield folder
     for sock in folder.rglob("*"):
@@ -99,8 +98,7 @@ def otp_yaml(otp, name: str, folder: str, client: str, scheduler: str = "shell",
 
 
 def spawn(penv, *args, timeout: float = 120):
-    env = {**penv.env(), "TMPDIR": os.environ["TMPDIR"]}
-    return pexpect.spawn(sys.executable, [str(ROOT / "jfr.py"), *args], env=env, encoding="utf-8",
+    return pexpect.spawn(sys.executable, [str(ROOT / "jfr.py"), *args], env=penv.env(), encoding="utf-8",
                          timeout=timeout, dimensions=(24, 200))  # fmt: skip
 
 
@@ -168,8 +166,15 @@ def test_runner_start_asks_once_and_runs_shell_and_slurm(penv, otp, remote_dir, 
         assert login_pid(penv.project.worker("otp_shell"))
     finally:
         penv.jfr("runner", "stop", timeout=120)
-    # the login lived as long as the runner
-    assert wait_for(lambda: login_pid(penv.project.worker("otp_shell")) is None, 30, message="the login closed")
+    # the login outlives the runner: a start without a terminal (cron) rides on it, asking nothing
+    worker = penv.project.worker("otp_shell")
+    pid = login_pid(worker)
+    assert pid
+    _, out, err = penv.jfr("runner", "start", timeout=120)
+    assert "runner started" in out and "needs a login" not in err
+    _, out, _ = penv.jfr("runner", "stop", "--logout", timeout=120)
+    assert "otp_shell: logged out" in out
+    wait_for(lambda: gone(pid) and login_pid(worker) is None, 30, message="the login closed")
 
 
 # --- the login goes, the worker waits, `jfr login` brings it back --------------------
@@ -316,3 +321,100 @@ def test_without_a_login_calls_raise_login_needed(otp, sockets):
         worker = otp_worker(otp, client, "w")
         with pytest.raises(LoginNeeded, match=r"login needed \(no logged-in connection\): run `jfr login w`"):
             get_host(worker).run("true")
+
+
+@pytest.mark.infra
+def test_commands_that_time_out_or_lose_the_login_mid_way(host_and_dir):
+    """A timed-out command leaves the login usable (files too); a login that ends under a running
+    command is a LoginNeeded, never an exit code that could pass for the command's."""
+    import threading
+
+    from jfr_lib.errors import HostError
+
+    host, folder = host_and_dir
+    with pytest.raises(HostError, match="timed out"):
+        host.run("sleep 5", timeout=1)
+    host.mkdir(folder)
+    host.write_text(f"{folder}/f", "still here")
+    assert host.read_text(f"{folder}/f") == "still here" and host.exists(f"{folder}/f")
+    outcome = {}
+
+    def long_command():
+        try:
+            outcome["result"] = host.run("sleep 60")
+        except Exception as exc:  # what the test looks at
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=long_command)
+    thread.start()
+    wait_for(lambda: "sleep 60" in subprocess.run(["pgrep", "-af", "sleep 60"], capture_output=True, text=True,
+                                                   timeout=30).stdout, 30, message="the command running")  # fmt: skip
+    pid = login_pid(host.worker)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(90)
+    assert not thread.is_alive() and "result" not in outcome, outcome
+    assert isinstance(outcome["error"], LoginNeeded), outcome
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize("client", CLIENTS)
+def test_two_logins_at_once_make_one(penv, otp, remote_dir, sockets, client):
+    penv.write(workers=otp_yaml(otp, "otp", f"{remote_dir}/run", client))
+    first = spawn(penv, "login", "otp")
+    first.expect(PROMPT)
+    second = spawn(penv, "login", "otp")  # waits for the first, which holds the login's lock
+    first.sendline(code(otp))
+    first.expect(pexpect.EOF)
+    first.close()
+    assert first.exitstatus == 0, first.before
+    pid = login_pid(penv.project.worker("otp"))
+    prompts, status, printed = answer(second, lambda: code(otp))
+    assert (prompts, status) == (0, 0) and "otp: logged in" in printed
+    assert login_pid(penv.project.worker("otp")) == pid  # the first login, not a second one
+    socks = [p for p in sockets.rglob("*") if p.is_socket()]
+    assert len(socks) == 1
+    _, out, _ = penv.jfr("login", "--logout", "otp", timeout=60)
+    assert out == "otp: logged out\n"
+    wait_for(lambda: gone(pid), 30, message="the login process gone")
+    assert [p for p in sockets.rglob("*") if p.is_socket()] == []  # its socket removed with it
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_login_given_up_gives_the_terminal_back(penv, otp, remote_dir, sockets, client):
+    penv.write(workers=otp_yaml(otp, "otp", f"{remote_dir}/run", client))
+    script = f"{sys.executable} {ROOT / 'jfr.py'} login otp --timeout 3; echo exit=$?; stty -a"
+    child = pexpect.spawn("bash", ["-c", script], env=penv.env(), encoding="utf-8", timeout=60)
+    child.expect(PROMPT)  # nothing typed
+    child.expect(pexpect.EOF)
+    printed = child.before
+    assert re.search(r"jfr: error: .*login timed out after 3 s|nothing typed within 3 s", printed), printed
+    assert "exit=6" in printed
+    assert re.search(r"(?<![-\w])echo(?![\w])", printed.split("exit=6", 1)[1])  # echo is on again
+
+
+@pytest.mark.infra
+def test_a_socket_of_another_user_is_no_login(otp, tmp_path):
+    """In a shared folder, a socket another user listens on does not pass for this user's master."""
+    from jfr_lib.hosts.openssh_login import _listening
+
+    shared = Path(tempfile.mkdtemp(prefix="jfs", dir="/tmp"))
+    shared.chmod(0o777)
+    path = shared / "master"
+    listen = ("import socket, time; s = socket.socket(socket.AF_UNIX); s.bind({!r}); s.listen(1); "
+              "open({!r}, 'w').close(); time.sleep(60)").format(str(path), str(shared / "ready"))  # fmt: skip
+    other = subprocess.Popen(["runuser", "-u", otp["TEST_SSH_USER"], "--", "/usr/bin/python3", "-c", listen])
+    try:
+        wait_for(lambda: (shared / "ready").exists(), 30, message="the other user's socket")
+        assert not _listening(str(path))
+    finally:
+        other.kill()
+        other.wait()
+        shutil.rmtree(shared, ignore_errors=True)
+    import socket
+
+    mine = tmp_path / "m"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(mine))
+        s.listen(1)
+        assert _listening(str(mine))

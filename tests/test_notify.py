@@ -393,13 +393,13 @@ def test_both_backends_keep_what_was_announced(tmp_path, monkeypatch, backend):
         from jfr_lib.queue_db.mongo import MongoQueueDB
 
         db = MongoQueueDB(database="t", client=mongomock.MongoClient())
-    from jfr_lib import logins
+    from jfr_lib import login_marks
 
     with db:
         flow_uuid, (job_id,) = _flow_with_jobs(db, "one", 1)
         db.set_state(db.get_job(db_id=job_id), "COMPLETED")
         db.refresh_flow_state(flow_uuid)
-        logins.mark(db, "w.x", "a worker name with a dot")
+        login_marks.mark(db, "w.x", "a worker name with a dot")
         first = notify.Notifier(project, took_over={"token": "t0", "host": "h", "pid": 1, "heartbeat": 0})
         first.load(db)
         assert sorted(e["event"] for e in first.scan(db)) == ["flow_completed", "login_needed", "runner_stopped"]
@@ -407,20 +407,20 @@ def test_both_backends_keep_what_was_announced(tmp_path, monkeypatch, backend):
         again = notify.Notifier(project, took_over={"token": "t0", "host": "h", "pid": 1, "heartbeat": 0})
         again.load(db)
         assert again.scan(db) == []
-        logins.clear(db, "w.x")
+        login_marks.clear(db, "w.x")
         assert again.scan(db) == [] and not any(k.startswith("l") for k in again.sent)
-        logins.mark(db, "w.x", "again")
+        login_marks.mark(db, "w.x", "again")
         assert [e["event"] for e in again.scan(db)] == ["login_needed"]
 
 
 # --- real runners ------------------------------------------------------------------------
 def mark_login(penv, reason: str, clear: bool = False) -> None:
-    from jfr_lib import logins
+    from jfr_lib import login_marks
 
     with penv.db() as db:
         if clear:
-            logins.clear(db, "local")
-        logins.mark(db, "local", reason)
+            login_marks.clear(db, "local")
+        login_marks.mark(db, "local", reason)
 
 
 @pytest.mark.e2e

@@ -177,18 +177,18 @@ class ActionContext:
 
     def login_needed(self, worker: str, exc: LoginNeeded) -> None:
         """Mark ``worker`` as waiting for a login (said once in the log, until it is back)."""
-        from jfr_lib import logins
+        from jfr_lib import login_marks
 
         self.login_marked.add(worker)
-        if logins.mark(self.db, worker, " ".join(str(exc).split())):
+        if login_marks.mark(self.db, worker, " ".join(str(exc).split())):
             self.log.warning("worker %s needs a login; its jobs wait (run `jfr login %s`): %s", worker, worker, exc)
 
     def logged_in_again(self, worker: str) -> None:
         """A step on ``worker`` got through: drop its login mark, if it still has one."""
-        from jfr_lib import logins
+        from jfr_lib import login_marks
 
         self.login_marked.discard(worker)
-        if logins.clear(self.db, worker):
+        if login_marks.clear(self.db, worker):
             self.log.info("worker %s is logged in again: its jobs go on", worker)
 
     def wait_out_fault(self, job: dict, exc: BaseException) -> None:

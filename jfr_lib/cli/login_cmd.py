@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from jfr_lib.cli.output import printable
+from jfr_lib.cli.output import add_json_flag, print_json, printable
 from jfr_lib.cli.values import seconds_type
 
 
@@ -17,10 +17,11 @@ def add_arguments(sub) -> None:
                        "back. Without WORKER: every such worker not logged in now.")  # fmt: skip
     p.add_argument("workers", nargs="*", metavar="WORKER", help="worker(s) to log in")
     p.add_argument("--status", action="store_true", help="only say which workers are logged in "
-                   "(exit 1 when one is not)")  # fmt: skip
-    p.add_argument("--logout", action="store_true", help="close the logins jfr opened for these workers")
+                   "(exit 1 when one is not; with --json: name -> true/false)")  # fmt: skip
+    p.add_argument("--logout", action="store_true", help="close the logins of these workers")
     p.add_argument("--timeout", type=seconds_type, default=300.0, metavar="SECONDS",
                    help="seconds to wait for what you type (default 300)")  # fmt: skip
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -54,8 +55,11 @@ def run(args) -> int:
     workers = _chosen(project, args.workers)
     if args.status:
         down = [w for w in workers if not logged_in(w)]
-        for w in workers:
-            print(f"{w.name}: {'login needed' if w in down else 'logged in'}")
+        if args.json:
+            print_json({w.name: w not in down for w in workers})
+        else:
+            for w in workers:
+                print(f"{w.name}: {'login needed' if w in down else 'logged in'}")
         return 1 if down else 0
     if args.logout:
         for w in workers:

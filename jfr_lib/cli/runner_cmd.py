@@ -46,6 +46,8 @@ def add_arguments(sub) -> None:
                       help="how long to wait (default 120; 0: do not wait)")  # fmt: skip
     stop.add_argument("-m", "--max-wait", dest="wait", metavar="SECONDS", type=seconds_type, help=argparse.SUPPRESS)
     stop.add_argument("-a", "--all", action="store_true", help="every project's runner on this host")
+    stop.add_argument("--logout", action="store_true", help="also close the logins of the workers with "
+                      "interactive_login (else they stay for the next start)")  # fmt: skip
     stop.set_defaults(func=run_stop)
     kill = verbs.add_parser("kill", help="kill the runner at once",
                             description="Kill the runner and its action processes with SIGKILL "
@@ -162,13 +164,19 @@ def run_stop(args) -> int:
             return f"runner (pid {lease['pid']}) {'stopped' if args.wait > 0 else 'asked to stop'}"
 
         return _each_runner_here(stop_one)
-    lease = stop(_control_project(args), wait=args.wait)
+    project = _control_project(args)
+    lease = stop(project, wait=args.wait)
     if lease is None:
         print("runner is not running")
     elif args.wait > 0:
         print(f"runner on {lease['host']} (pid {lease['pid']}) stopped")
     else:
         print(f"stop requested from the runner on {lease['host']} (pid {lease['pid']})")
+    if args.logout:
+        from jfr_lib.login import close_all
+
+        for name in close_all(project):
+            print(f"{name}: logged out")
     return 0
 
 
@@ -269,12 +277,12 @@ def _logins_needed(project) -> list:
     """The workers waiting for a login, as recorded by the runner (none when the database cannot say)."""
     from datetime import datetime, timezone
 
-    from jfr_lib import logins
+    from jfr_lib import login_marks
     from jfr_lib.queue_db import open_queue_db
 
     try:
         with open_queue_db(project) as db:
-            marks = logins.needed(db, project.workers)
+            marks = login_marks.needed(db, project.workers)
     except Exception:  # runner info works even when the database does not (it says the rest)
         return []
     return [dict(m, since=datetime.fromtimestamp(m["since"], timezone.utc).isoformat(timespec="seconds"))

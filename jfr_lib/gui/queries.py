@@ -164,7 +164,7 @@ def flow_info(db, flow_id: int) -> dict:
 
 def overview(db, project) -> dict:
     """Jobs per state and per worker, the runner and its processes, pilots, workers needing a login."""
-    from jfr_lib import logins
+    from jfr_lib import login_marks
 
     per_worker = {}
     for (worker, state), n in db.count_by(["worker", "state"]).items():
@@ -173,7 +173,7 @@ def overview(db, project) -> dict:
     return {"project": project.name, "jobs": sum(states.values()), "states": states,
             "workers": {w: per_worker[w] for w in sorted(per_worker)}, "n_flows": db.count_flows(),
             "flow_states": _flow_states(db), "runner": runner(db), "pilots": pilots(db, project),
-            "logins": logins.needed(db, list(project.workers))}  # fmt: skip
+            "logins": login_marks.needed(db, list(project.workers))}  # fmt: skip
 
 
 def _flow_states(db) -> dict:

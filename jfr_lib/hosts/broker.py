@@ -35,7 +35,7 @@ _LENGTH = struct.Struct(">I")
 
 def socket_path(worker) -> Path | None:
     """Where the login process of ``worker``'s account listens (None without a private folder)."""
-    from jfr_lib.hosts.openssh import control_dir
+    from jfr_lib.hosts.sockets import control_dir
 
     folder = control_dir()
     if folder is None:
@@ -131,7 +131,8 @@ class BrokerHost(Host):
             self.close()  # the login process that served it has ended (a new one may be there)
         if self._sock is None:
             self._sock = _connect(self.worker)
-        self._sock.settimeout((limit or self.timeout) + 30)
+        # a transfer takes as long as its size needs (each SFTP read and write has its own timeout)
+        self._sock.settimeout(None if op in ("put", "get") else (limit or self.timeout) + 30)
         try:
             _send(self._sock, {"op": op, "args": args, "kwargs": kwargs})
             reply = _receive(self._sock)

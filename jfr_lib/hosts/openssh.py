@@ -15,22 +15,21 @@ get the fabric host's back-off; every call has a timeout.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
-from jfr_lib.errors import HostError, LoginNeeded
+from jfr_lib.errors import HostError
 from jfr_lib.hosts.base import Host, RunResult
+from jfr_lib.hosts.openssh_login import MasterLogin, _describe, _last_line, _listening, _option
+from jfr_lib.hosts.sockets import control_dir, exclusive
 from jfr_lib.hosts.ssh import BACKOFF, _between_marks, marked
 
 log = logging.getLogger("jfr.ssh")
@@ -61,59 +60,10 @@ def reset() -> None:
     _STATES.clear()
 
 
-def control_dir() -> Path | None:
-    """This user's private folder for jfr's master sockets (None when it cannot be made private).
-
-    Socket paths are limited to about 100 bytes: a long ``TMPDIR`` gives way to ``/tmp``.
-    """
-    base = tempfile.gettempdir()
-    folder = Path(base if len(os.fsencode(base)) <= 40 else "/tmp") / f"jfr-{os.getuid()}"
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = os.lstat(folder)
-        if st.st_uid != os.getuid() or os.path.islink(folder) or not folder.is_dir():
-            raise PermissionError(f"{folder} belongs to someone else")
-        if st.st_mode & 0o077:
-            os.chmod(folder, 0o700)
-    except OSError as exc:
-        log.warning("no shared SSH connections: %s", exc)
-        return None
-    return folder
-
-
-def _option(name: str, value) -> list:
-    value = str(value)
-    return ["-o", f'{name}="{value}"' if any(c.isspace() for c in value) else f"{name}={value}"]
-
-
 def _sftp_path(path: str) -> str:
     """``path`` as one argument of an sftp batch line, taken literally (no glob, no quotes)."""
     path = f"./{path}" if path.startswith("-") else path
     return "".join(c if _SFTP_SAFE.match(c) else "\\" + c for c in path)
-
-
-def _last_line(stderr: bytes) -> str:
-    """The last line that says something of what ssh or sftp printed on stderr."""
-    lines = [" ".join(line.split()) for line in stderr.decode(errors="replace").splitlines()]
-    lines = [line for line in lines if line and not line.startswith("sftp>") and line != "Connection closed"]
-    return lines[-1] if lines else "ssh failed without a message"
-
-
-def _describe(stderr: bytes) -> str:
-    """One line for a failed connection (ssh's exit 255), in plain words for the usual causes."""
-    last = _last_line(stderr)
-    stderr = stderr.decode(errors="replace")
-    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
-        return "the host key does not match known_hosts (possible attack, or the host was reinstalled)"
-    if "host key is known" in stderr or "Host key verification failed" in stderr:
-        return "unknown host key (Host key verification failed); add it to known_hosts or set accept_new_host_keys"
-    if "Permission denied" in last or "Too many authentication failures" in last:
-        return f"authentication failed ({last})"
-    if any(s in last for s in ("Connection refused", "No route to host", "Could not resolve", "Network is")):
-        return f"connection refused or unreachable ({last})"
-    if "timed out" in last:
-        return f"timed out ({last})"
-    return last
 
 
 def _jump(gateway) -> str:
@@ -124,19 +74,12 @@ def _jump(gateway) -> str:
     return f"{user + '@' if user else ''}{host}{f':{port}' if port else ''}"
 
 
-def _listening(path: str) -> bool:
-    """Whether a master answers on the socket ``path`` (a socket left by a dead one does not)."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(5)
-        return sock.connect_ex(path) == 0
-
-
 def _identity(worker) -> tuple:
     return (worker.host, worker.user, worker.port, worker.ssh_config, repr(worker.key_filename),
             repr(worker.gateway), worker.known_hosts)  # fmt: skip
 
 
-class OpenSSHHost(Host):
+class OpenSSHHost(MasterLogin, Host):
     """A worker host reached with the system ``ssh`` and ``sftp``.
 
     Parameters
@@ -222,16 +165,7 @@ class OpenSSHHost(Host):
             return opts
         if self._sock is None or _listening(self._sock):
             return opts
-        deadline = time.monotonic() + self.timeout
-        with open(f"{self._sock}.lock", "a") as lock:
-            while True:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise HostError(f"{self.label}: timed out waiting for another process to connect") from None
-                    time.sleep(0.05)
+        with exclusive(self._sock, self.timeout, f"{self.label}: timed out waiting for another process to connect"):
             if not _listening(self._sock):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._sock)  # its master died
@@ -351,61 +285,6 @@ class OpenSSHHost(Host):
                 raise HostError(f"{self.label}: cannot find the home folder: {_last_line(proc.stderr)}")
             self._state.home = found.group(1)
         return self._state.home
-
-    # --- interactive login ------------------------------------------------------
-    def _login_needed(self, why: str) -> LoginNeeded:
-        return LoginNeeded(f"{self.label}: login needed ({why}): run `jfr login {self.worker.name}`")
-
-    def login_socket(self) -> str | None:
-        """The socket of the master connection the calls ride on (None: each call connects)."""
-        self.options()
-        return self._sock or self._state.control_path
-
-    def logged_in(self) -> bool:
-        """Whether a master connection answers on the login's socket."""
-        path = self.login_socket()
-        return bool(path) and _listening(path)
-
-    def login(self, timeout: float = 300.0) -> None:
-        """Open the master connection, asking on this terminal for what the server wants.
-
-        ``ssh -fN`` with the terminal: ssh itself asks (one-time code, password,
-        passphrase), then leaves the authenticated master in the background, where
-        it lives until :meth:`logout` or the server ends it. Its socket is jfr's own
-        (or the ssh config's ``ControlPath``), in a folder only this user can enter.
-
-        Raises
-        ------
-        HostError
-            The login failed (one line: a wrong code, an unknown host key, a refused port...).
-        """
-        path = self.login_socket()
-        if not path:
-            raise HostError(f"{self.label}: interactive_login needs a ControlPath (the ssh config sets `none`)")
-        if _listening(path):
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # left by a master that died: ssh would not replace it
-        sharing = _option("ControlMaster", "yes") + _option("ControlPath", path) + _option("ControlPersist", "yes")
-        argv = ["ssh", *self._base_options(batch=False), *sharing, "-fN", "--", self._target()]
-        try:  # the terminal stays ssh's (it asks on /dev/tty); its messages are kept for the error
-            proc = subprocess.run(argv, stdin=None, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  timeout=timeout)  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise HostError(f"{self.label}: login timed out after {timeout:g} s") from None
-        except OSError as exc:
-            raise HostError(f"{self.label}: cannot run ssh: {exc.strerror or exc}") from None
-        if proc.returncode != 0 or not _listening(path):
-            raise HostError(f"{self.label}: login failed: {_describe(proc.stderr)}")
-        self._state.failures, self._state.next_try = 0, 0.0
-
-    def logout(self) -> bool:
-        """Close the master connection :meth:`login` opened (not one of the user's ControlPath)."""
-        self.options()
-        if self._sock is None or not _listening(self._sock):
-            return False
-        self.stop_master()
-        return True
 
     def master_pid(self) -> int | None:
         """The pid of the master connection (``ssh -O check``), None when there is none."""

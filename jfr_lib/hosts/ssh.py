@@ -226,6 +226,9 @@ class SSHHost(Host):
         if timed_out:
             self.close()
             raise HostError(f"{self.label}: command timed out after {limit:g} s: {command}")
+        if result.exited == -1:  # the channel closed without an exit status: the connection went
+            self.close()
+            raise HostError(f"{self.label}: connection lost during the command ({command})")
         if self.worker.sanitize:
             return RunResult(result.exited, *(_between_marks(t) for t in (result.stdout, result.stderr)))
         return RunResult(result.exited, result.stdout, result.stderr)
