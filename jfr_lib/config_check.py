@@ -369,6 +369,10 @@ class ProjectChecker(JfremoteKeys):
                 self.problem(f"{key}.port", "must be a port number, from 1 to 65535")
             if c.password and not c.username:
                 self.problem(f"{key}.password", "needs a username to log in with")
+            loopback = (c.host or "").strip("[]") in ("localhost", "127.0.0.1", "::1")
+            if c.password and c.security == "none" and c.host and not loopback:
+                self.problem(f"{key}.password", "would cross the network in clear with security none: use "
+                             "starttls or ssl (or a server on this host: localhost, 127.0.0.1, ::1)")  # fmt: skip
         elif c.type == "webhook":
             if not c.url:
                 self.problem(f"{key}.url", "is required for a webhook channel")

@@ -1,14 +1,17 @@
-"""The dashboard (``jfr gui``): its token, cookie and cross-site checks, its pages and API on a real
-project, its actions under the command line's rules and messages, and the command itself."""
+"""The dashboard (``jfr gui``): its pages and API on a real project and its actions under the command
+line's rules and messages (its token, cross-site checks and command: test_gui_security.py)."""
 
 from __future__ import annotations
 
 import io
 import json
-import signal
+import os
 import subprocess
 import sys
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from jobflow import Flow
@@ -17,7 +20,6 @@ from jfr_lib import submit_flow
 from jfr_lib.cli import main
 
 import testjobs as tj
-from conftest import ROOT
 
 pytest.importorskip("starlette", reason="the gui extra is not installed (pip install 'jfr[gui]')")
 pytest.importorskip("httpx", reason="httpx is needed by Starlette's TestClient")
@@ -37,12 +39,12 @@ def client_for(app):
     return TestClient(app, base_url=BASE)
 
 
-def make_app(penv, read_only: bool = False, loopback_only: bool = True):
+def make_app(penv, read_only: bool = False, loopback_only: bool = True, bound: str | None = None):
     from jfr_lib.gui.app import create_app
     from jfr_lib.gui.auth import Keys
 
     keys = Keys("the-token", PORT)
-    return create_app(penv.project, keys, read_only=read_only, loopback_only=loopback_only), keys
+    return create_app(penv.project, keys, read_only=read_only, loopback_only=loopback_only, bound=bound), keys
 
 
 @pytest.fixture
@@ -91,113 +93,6 @@ def force_state(env, db_id, state):
     with env.db() as db:
         assert db.update_job(db_id, {"state": state})
         db.refresh_flow_state(db.get_job(db_id=db_id)["flow_uuid"])
-
-
-# --- the token -------------------------------------------------------------------------------------
-
-
-def test_every_page_and_api_needs_the_token(chain):
-    app, keys = make_app(chain)
-    with client_for(app) as client:
-        for path in PAGES + APIS:
-            assert client.get(path).status_code == 401, path
-            assert client.get(path, headers={"Authorization": "token wrong"}).status_code == 403, path
-            assert client.get(path, headers={"Cookie": f"{keys.cookie_name}=forged"}).status_code == 403, path
-        refused = client.get("/api/jobs")
-        assert "needs its token" in refused.json()["error"] and "the-token" not in refused.text
-        assert client.get("/jobs?token=wrong").status_code == 403
-        assert client.post("/api/jobs/1/pause", json={}, headers={"X-JFR-CSRF": keys.csrf}).status_code == 401
-        for path in PAGES + APIS:  # a script may send the token in a header
-            answer = client.get(path, headers={"Authorization": "token the-token"})
-            assert answer.status_code in (200, 404), path  # 404: job 1 has no output nor run folder yet
-    assert state_of(chain, 1) == "READY"
-
-
-def test_first_visit_sets_a_strict_cookie_and_drops_the_token_from_the_address(chain):
-    app, keys = make_app(chain)
-    with client_for(app) as client:
-        first = client.get("/jobs?state=READY&token=the-token", follow_redirects=False)
-        assert first.status_code == 303
-        assert first.headers["location"] == "/jobs?state=READY"
-        cookie = first.headers["set-cookie"]
-        assert cookie.startswith(f"{keys.cookie_name}={keys.cookie_value};")
-        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "the-token" not in cookie
-        page = client.get("/jobs?state=READY")  # the cookie alone from now on
-        assert page.status_code == 200 and keys.csrf in page.text and "the-token" not in page.text
-        assert page.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in page.headers[
-            "content-security-policy"]  # fmt: skip
-        assert client.get("/api/jobs").json()["total"] == 3
-    assert redirect_of(app, b"//evil.example/x") == b"/evil.example/x"  # never to another site
-
-
-def redirect_of(app, raw_path: bytes) -> bytes:
-    """Where the first visit to ``raw_path`` with the token is sent (a raw ASGI call: clients clean paths)."""
-    import asyncio
-
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": b""}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "GET", "path": raw_path.decode(), "raw_path": raw_path, "root_path": "",
-             "query_string": b"token=the-token", "headers": [(b"host", b"127.0.0.1:8765")]}  # fmt: skip
-    asyncio.run(app(scope, receive, send))
-    assert sent[0]["status"] == 303
-    return dict(sent[0]["headers"])[b"location"]
-
-
-def test_only_loopback_host_names_when_listening_on_loopback(chain):
-    app, _ = make_app(chain)
-    with client_for(app) as client:
-        client.get("/?token=the-token")
-        assert client.get("/api/overview").status_code == 200
-        assert client.get("/api/overview", headers={"Host": "localhost:9000"}).status_code == 200  # an SSH tunnel
-        rebound = client.get("/api/overview", headers={"Host": "evil.example:8765"})
-        assert rebound.status_code == 403 and "localhost" in rebound.json()["error"]
-    app, _ = make_app(chain, loopback_only=False)  # --host: any name, the token still needed
-    with client_for(app) as client:
-        assert client.get("/api/overview", headers={"Host": "node7.cluster:8765"}).status_code == 401
-        elsewhere = {"Host": "node7.cluster:8765", "Authorization": "token the-token"}
-        assert client.get("/api/overview", headers=elsewhere).status_code == 200
-
-
-def test_cross_site_posts_are_refused(gui):
-    client, keys, env = gui
-    for headers in ({"X-JFR-CSRF": ""}, {"X-JFR-CSRF": "guess"},
-                    {"X-JFR-CSRF": keys.csrf, "Sec-Fetch-Site": "cross-site"},
-                    {"X-JFR-CSRF": keys.csrf, "Sec-Fetch-Site": "same-site"},
-                    {"X-JFR-CSRF": keys.csrf, "Origin": "http://evil.example"}):  # fmt: skip
-        answer = client.post("/api/jobs/1/pause", json={}, headers=headers)
-        assert answer.status_code == 403, headers
-        assert answer.json()["error"].startswith("cross-site request refused")
-    form = client.post("/api/jobs/1/pause", data={"x": "1"})  # what a form of another site could send
-    assert form.status_code == 403
-    assert state_of(env, 1) == "READY"
-    same = post(client, keys, "/api/jobs/1/pause", Origin=BASE, **{"Sec-Fetch-Site": "same-origin"})
-    assert same.status_code == 200 and same.json() == {"message": "job 1: READY -> PAUSED"}
-
-
-def test_read_only_offers_no_action_and_refuses_every_one(chain):
-    app, keys = make_app(chain, read_only=True)
-    with client_for(app) as client:
-        client.get("/?token=the-token")
-        page = client.get("/jobs/1").text
-        assert '<meta name="jfr-read-only" content="yes">' in page and 'id="read-only"' in page
-        for verb in ("retry", "pause", "resume", "stop", "rerun", "delete", "priority"):
-            answer = post(client, keys, f"/api/jobs/1/{verb}", {"value": 3})
-            assert answer.status_code == 403 and "read-only" in answer.json()["error"], verb
-        for verb in ("resume", "delete"):
-            assert post(client, keys, f"/api/flows/1/{verb}").status_code == 403
-        assert client.get("/api/jobs/1").status_code == 200  # reading is allowed
-    with chain.db() as db:
-        assert db.count_jobs() == 3 and db.get_job(db_id=1)["state"] == "READY"
-    app, _ = make_app(chain)
-    with client_for(app) as client:
-        client.get("/?token=the-token")
-        assert '<meta name="jfr-read-only" content="no">' in client.get("/jobs/1").text
 
 
 # --- actions: the command line's rules and words --------------------------------------------------------
@@ -314,12 +209,52 @@ def test_jobs_page_paging_filters_and_sort(crowd, capsys, monkeypatch):
                                 ({"size": "0"}, "size: 0"), ({"flow": "99"}, "no flow 99")):  # fmt: skip
             answer = client.get("/api/jobs", params=params)
             assert answer.status_code in (400, 404) and message in answer.json()["error"], params
-        shallow = {sort: ids(sort=sort, size=6, page=3)[1] for sort in queries.JOB_SORT_KEYS}
-        monkeypatch.setattr(queries, "SHALLOW", 0)  # every page read through the keys, as deep pages are
-        for sort, expected in shallow.items():
-            assert ids(sort=sort, size=6, page=3)[1] == expected, sort
-        assert ids(sort="name", order="asc", size=500)[1] == every
+        for sort in queries.JOB_SORT_KEYS:  # the pages, cut by the database, put together are the whole list
+            whole = ids(sort=sort, size=500)[1]
+            assert sum((ids(sort=sort, size=6, page=p)[1] for p in range(1, 8)), []) == whole, sort
         assert ids(name="relax-1*", size=4, page=2)[1] == [16, 15, 14, 13]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongo"])
+def test_a_deep_page_and_an_unchanged_graph_decode_only_what_they_show(backend, tmp_path, monkeypatch):
+    from jfr_lib.gui import queries
+
+    if backend == "sqlite":
+        from jfr_lib.queue_db.sqlite import SQLiteQueueDB as Backend
+
+        db = Backend(tmp_path / "queue.db")
+    else:
+        from jfr_lib.queue_db.mongo import MongoQueueDB as Backend
+
+        db = Backend(database="t", client=pytest.importorskip("mongomock").MongoClient())
+    long_ago = "2020-01-01T00:00:00.000+00:00"  # last changed long before the graph is first read
+    jobs = [{"uuid": f"u{i}", "index": 1, "name": f"n{i % 7}", "state": "READY", "parents": [f"u{i - 1}"] if i else [],
+             "flow_uuid": "f", "priority": i % 3, "worker": "w", "job": {}, "updated_on": long_ago}
+            for i in range(60)]  # fmt: skip
+    db.insert_flow({"uuid": "f", "name": "flow", "state": "READY"}, jobs)
+    every = [j["db_id"] for j in sorted(db.find_jobs(), key=lambda j: (j["name"], j["db_id"]))]
+    decoded, find = [], db.find_jobs
+
+    def counting(*args, **kwargs):
+        found = find(*args, **kwargs)
+        decoded.extend(found)
+        return found
+
+    monkeypatch.setattr(db, "find_jobs", counting)
+    page = queries.jobs_page(db, {"sort": "name", "order": "asc", "size": "5", "page": "11"})
+    assert [j["db_id"] for j in page["jobs"]] == every[50:55] and len(decoded) == 5
+    graphs = queries.GraphCache()
+    first = queries.flow_info(db, 1, graphs)["graph"]
+    assert len(first["nodes"]) == 60 and [1, 2] in first["edges"]
+    decoded.clear()
+    assert queries.flow_info(db, 1, graphs)["graph"] == first and decoded == []  # nothing changed: nothing read
+    for change in range(3):  # same state, same counts: seen all the same, however quickly they follow
+        db.update_job(7, {"name": f"renamed-{change}"})
+        assert queries.flow_info(db, 1, graphs)["graph"]["nodes"][6]["name"] == f"renamed-{change}"
+    db.update_job(8, {"state": "RUNNING"})
+    assert queries.flow_info(db, 1, graphs)["graph"]["nodes"][7]["state"] == "RUNNING"
+    assert len(decoded) == 4 * 60  # each change read the flow once
+    db.close()
 
 
 def test_flows_overview_graph_and_report(chain):
@@ -368,6 +303,18 @@ def test_job_page_shows_inputs_output_traceback_and_run_folder(penv):
         assert list(one["tails"]) == ["jfr_out.json"] and one["tails"]["jfr_out.json"]
         for name in ("../x", "..", "a/b"):
             assert client.get("/api/jobs/1/files", params={"name": name}).status_code == 400
+        run_dir = Path(done["settings"]["run_dir"])
+        (run_dir / "link").symlink_to(run_dir / "jfr_out.json")
+        os.mkfifo(run_dir / "pipe")
+        with ThreadPoolExecutor(1) as pool:  # a pipe must not hold a server thread: answered within the deadline
+            for name in ("link", "pipe"):
+                asked = pool.submit(client.get, "/api/jobs/1/files", params={"name": name})
+                try:
+                    answer = asked.result(timeout=60)
+                finally:
+                    if not asked.done():  # let the blocked reader go, so that the test ends
+                        os.close(os.open(run_dir / "pipe", os.O_WRONLY | os.O_NONBLOCK))
+                assert answer.status_code == 400 and "not a regular file" in answer.json()["error"], name
         failed = client.get("/api/jobs/2").json()
         assert failed["state"] == "FAILED" and "no luck today" in failed["error"]
         assert "RuntimeError: no luck today" in failed["traceback"]
@@ -376,75 +323,54 @@ def test_job_page_shows_inputs_output_traceback_and_run_folder(penv):
         assert client.get("/api/jobs/77").status_code == 404
 
 
-# --- the command ------------------------------------------------------------------------------------------
+def test_a_remote_file_is_read_through_tail_regular_files_only_with_a_byte_cap(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from jfr_lib.cli import job_files
+    from jfr_lib.errors import UsageError
+    from jfr_lib.gui import jobview
+
+    class Host:  # a remote host whose shell is this machine's
+        def exists(self, path):
+            return subprocess.run(["test", "-e", path]).returncode == 0
+
+        def run(self, command):
+            done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+            return SimpleNamespace(exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr)
+
+    monkeypatch.setattr(job_files, "TAIL_MAX_BYTES", 1000)
+    remote, job = SimpleNamespace(is_local=False), {"db_id": 4}
+    (tmp_path / "out").write_text("".join(f"line {i}\n" for i in range(50)))
+    (tmp_path / "long").write_text("x" * 5000)  # no line break: only the byte cap bounds it
+    (tmp_path / "link").symlink_to(tmp_path / "out")
+    os.mkfifo(tmp_path / "pipe")
+    assert jobview._tail(job, remote, Host(), str(tmp_path / "out"), 2) == "line 48\nline 49\n"
+    assert jobview._tail(job, remote, Host(), str(tmp_path / "long"), 5) == "x" * 1000
+    assert jobview._tail(job, remote, Host(), str(tmp_path / "gone"), 5) is None
+    for name in ("link", "pipe"):
+        with pytest.raises(UsageError, match="not a regular file"):
+            jobview._tail(job, remote, Host(), str(tmp_path / name), 5)
 
 
-def test_the_command_refuses_an_address_in_port_and_bad_ports(penv, capsys):
-    for value, words in (("0.0.0.0:8765", "the address goes with --host"), ("70000", "from 0"), ("x", "from 0")):
-        code, _, err = run_main(capsys, "gui", "--port", value)
-        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, value
+def test_one_mongodb_client_for_every_server_thread(tmp_path):
+    from types import SimpleNamespace
 
+    from jfr_lib.gui.app import Databases
 
-def start_gui(env, *args):
-    proc = subprocess.Popen([sys.executable, str(ROOT / "jfr.py"), "gui", "--port", "0", *args], env=env.env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    line = proc.stdout.readline()
-    assert "?token=" in line, proc.stderr.read() if proc.poll() is not None else line
-    return proc, line.split()[-1]
+    pytest.importorskip("mongomock")
+    queue = SimpleNamespace(backend="mongodb", uri="mongomock://", database="gui", prefix="jfr")
+    found = {}
+    for backend in ("mongodb", "sqlite"):
+        project = SimpleNamespace(queue=SimpleNamespace(**{**vars(queue), "backend": backend}), base_dir=tmp_path,
+                                  queue_db_path=tmp_path / "queue.db")  # fmt: skip
+        databases, together = Databases(project), threading.Barrier(4, timeout=60)  # four threads at once
 
+        def use(_, databases=databases, together=together):
+            together.wait()
+            db = databases.get()
+            return id(db) if db.count_jobs() == 0 else None
 
-def test_the_command_serves_on_loopback_stops_on_sigterm_and_refuses_a_port_in_use(penv):
-    import httpx
-
-    proc, url = start_gui(penv)
-    try:
-        assert url.startswith("http://127.0.0.1:")
-        base, token = url.split("/?token=")
-        assert httpx.get(f"{base}/api/overview").status_code == 401
-        allowed = httpx.get(f"{base}/api/overview", headers={"Authorization": f"token {token}"})
-        assert allowed.json()["project"] == "test"
-        port = base.rsplit(":", 1)[1]
-        busy = penv.jfr("gui", "--port", port, check=False)
-        assert busy[0] == 1 and f"--port {port}: address 127.0.0.1:{port} is already in use" in busy[2]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and "jfr dashboard stopped" in out, err
-
-
-def test_another_address_only_with_host_and_a_warning(penv):
-    import httpx
-
-    proc, url = start_gui(penv, "--host", "0.0.0.0")
-    try:
-        base, token = url.split("/?token=")
-        assert base.startswith("http://0.0.0.0:")
-        local = base.replace("0.0.0.0", "127.0.0.1")
-        assert httpx.get(f"{local}/api/overview").status_code == 401
-        other_name = {"Host": f"node7.cluster:{base.rsplit(':', 1)[1]}", "Authorization": f"token {token}"}
-        assert httpx.get(f"{local}/api/overview", headers=other_name).status_code == 200
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0
-    assert "jfr: warning: listening on 0.0.0.0, not on 127.0.0.1 only" in err and "token is still required" in err
-
-
-def test_without_the_extra_one_line_says_what_to_install(penv):
-    code = ("import sys; sys.modules['uvicorn'] = None; from jfr_lib.cli import main; "
-            "sys.exit(main(['gui', '--port', '0']))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                         env=penv.env())  # fmt: skip
-    assert out.returncode == 2
-    assert out.stderr.strip() == "jfr: error: jfr gui needs the gui extra (uvicorn is missing): pip install 'jfr[gui]'"
-
-
-def test_help_and_listing_commands_do_not_import_the_dashboard(penv):
-    loaded = "sorted(m for m in ('starlette', 'uvicorn', 'jinja2', 'jfr_lib.gui') if m in sys.modules)"
-    code = ("import sys; from jfr_lib.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            f"print('LOADED', {loaded})")  # fmt: skip
-    for args in (["--help"], ["gui", "--help"], ["job", "list"], ["flow", "list"], ["runner", "status"]):
-        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60,
-                             cwd=ROOT, env=penv.env())  # fmt: skip
-        assert "LOADED []" in out.stdout, (args, out.stdout, out.stderr)
+        with ThreadPoolExecutor(4) as pool:
+            found[backend] = set(pool.map(use, range(4)))
+        databases.close()
+    assert len(found["mongodb"]) == 1 and len(found["sqlite"]) == 4

@@ -15,6 +15,7 @@ import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from jobflow import Flow
@@ -182,6 +183,18 @@ def test_pages_follow_a_running_flow_without_reloading(site, driver):
     driver.get(f"{gui.base}/report")
     until(driver, lambda d: css(d, "#plot svg.chart rect.completed"), "the report's plot")
     shot(driver, "5-report")
+
+
+def test_a_name_holding_html_is_shown_as_text(site, driver):
+    env, gui, _ = site
+    name = "<img src=x onerror=alert(1)>"
+    job = tj.add(2, 2)
+    job.name = name
+    submit_flow(Flow([job], name="html-name"), project=env.project)
+    driver.get(gui.base + "/jobs?name=" + quote("<img*"))
+    until(driver, lambda d: [a.text for a in css(d, "#jobs-table td.name a")] == [name], "the job's name as text")
+    assert not css(driver, "#jobs-table img") and not css(driver, "img[src='x']")
+    assert driver.execute_script("return document.querySelector('#jobs-table td.name a').textContent") == name
 
 
 def test_a_failed_job_shows_its_traceback_and_reruns_from_the_page(site, driver):

@@ -8,8 +8,10 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -169,6 +171,11 @@ def notify_mark(penv) -> str:
         return (db.get_meta("notify") or {}).get("mark") or ""
 
 
+def penv_meta(penv) -> dict:
+    with penv.db() as db:
+        return db.get_meta("notify") or {}
+
+
 def log_text(penv) -> str:
     path = penv.project.log_path
     return path.read_text() if path.exists() else ""
@@ -307,6 +314,7 @@ def test_scan_reads_only_recent_rows_and_announces_each_event_once(penv, monkeyp
     with penv.db() as db:
         old_flow, _ = _flow_with_jobs(db, "history", 20000, state="FAILED")
         db.conn.execute("UPDATE jobs SET updated_on = '2020-01-01T00:00:00.000+00:00'")
+        db.conn.execute("UPDATE flows SET updated_on = '2020-01-01T00:00:00.000+00:00'")
         first = notify.Notifier(penv.project)
         first.load(db)
         assert first.scan(db) == []
@@ -347,7 +355,7 @@ def test_scan_reads_only_recent_rows_and_announces_each_event_once(penv, monkeyp
     assert old_flow
 
 
-def test_flow_keys_leave_with_the_window_and_old_flows_are_passed_over(penv, monkeypatch):
+def test_keys_leave_with_the_window_and_old_jobs_and_flows_are_passed_over(penv, monkeypatch):
     from jfr_lib import notify
 
     monkeypatch.setattr(notify, "SETTLE", -1.0)
@@ -362,10 +370,12 @@ def test_flow_keys_leave_with_the_window_and_old_flows_are_passed_over(penv, mon
         n = notify.Notifier(penv.project)
         n.load(db)
         assert len(n.scan(db)) == 3
-        n.mark = notify._iso(time.time() + 3 * notify.MARGIN)  # looks went on for a while
+        n.mark = notify.iso(time.time() + 3 * notify.MARGIN)  # looks went on for a while
         n.save(db, force=True)
-        assert [key[0] for key, _ in db.get_meta("notify")["sent"]] == ["j"]  # the job's key stays a day
+        assert db.get_meta("notify")["sent"] == []  # the jobs' keys leave with the window too
         db.conn.execute("UPDATE flows SET updated_on = '2020-01-01T00:00:00.000+00:00'")
+        for db_id in (done_id, bad_id):  # they took their state long ago
+            db.update_job(db_id, {"state_on": "2020-01-01T00:00:00.000+00:00"})
         restarted = notify.Notifier(penv.project)
         restarted.load(db)
         restarted.mark = None  # the window starts now: the jobs changed just now are in it
@@ -466,6 +476,8 @@ def test_one_message_per_event_through_restarts_and_a_dead_runner(penv, smtp, we
     with penv.start_runner() as runner:
         runner.wait_children(RUNNER_CHILDREN + 1)
         wait_for(lambda: have(5), 60, message="the second login message")
+        # a message delivered but still in the outbox when the runner is killed would go again (documented)
+        wait_for(lambda: not (penv_meta(penv).get("outbox") or []), 30, message="an empty outbox")
         pid = runner.pid
         kids = children_of(pid)
         os.kill(pid, signal.SIGKILL)  # a runner that dies leaves its lease behind
@@ -607,3 +619,301 @@ def test_a_runner_that_stops_when_idle_still_announces_the_last_flow(penv, web):
     penv.run_until_idle()
     assert flow_states(penv) == {"last": "COMPLETED"}
     assert [p["text"] for p in web.at("/idle")] == ["jfr test: flow 1 (last) COMPLETED (2 jobs)"]
+
+
+# --- review findings ---------------------------------------------------------------------
+class Log:
+    """A logger that keeps its lines."""
+
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, fmt, *args):
+        self.lines.append(fmt % args)
+
+    info = warning
+
+
+def _backend(tmp_path, backend):
+    if backend == "sqlite":
+        from jfr_lib.queue_db.sqlite import SQLiteQueueDB
+
+        return SQLiteQueueDB(tmp_path / "queue.db")
+    mongomock = pytest.importorskip("mongomock")
+    from jfr_lib.queue_db.mongo import MongoQueueDB
+
+    return MongoQueueDB(database="t", client=mongomock.MongoClient())
+
+
+def test_a_flow_whose_state_is_written_late_is_still_announced(penv, monkeypatch):
+    from jfr_lib import notify
+
+    monkeypatch.setattr(notify, "SETTLE", -1.0)
+    with_notify(penv, "  channels:\n    hook: {type: webhook, url: 'http://127.0.0.1:9/x'}\n")
+    with penv.db() as db:
+        flow_uuid, (job_id,) = _flow_with_jobs(db, "late", 1)
+        n = notify.Notifier(penv.project)
+        n.load(db)
+        db.set_state(db.get_job(db_id=job_id), "FAILED", error="boom")
+        assert [e["event"] for e in n.scan(db)] == ["job_failed"]  # the flow's state is not written yet
+        db.refresh_flow_state(flow_uuid)  # long after the job's write, as a busy runner may
+        assert [e["event"] for e in n.scan(db)] == ["flow_failed"]
+        assert n.scan(db) == []
+        plan = " ".join(str(tuple(r)) for r in db.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM flows WHERE state IN ('COMPLETED', 'FAILED') AND updated_on >= ? "
+            "AND updated_on < ?", ("a", "b")))  # fmt: skip
+        assert "flows_state_updated" in plan, plan
+        db.conn.execute("DROP INDEX flows_state_updated")  # a database made by an older jfr
+    with penv.db() as db:
+        assert db.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'flows_state_updated'").fetchone()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongo"])
+def test_job_events_are_keyed_by_the_time_of_the_change_of_state(tmp_path, monkeypatch, backend):
+    from jfr_lib import control, notify
+    from jfr_lib.config import load_project_file
+
+    monkeypatch.setattr(notify, "SETTLE", -1.0)
+    path = tmp_path / "demo.yaml"
+    path.write_text("name: demo\nworkers:\n  w:\n    work_dir: /tmp/w\n"
+                    "notify:\n  channels:\n    hook: {type: webhook, url: 'http://127.0.0.1:9/x'}\n")  # fmt: skip
+    project = load_project_file(path)
+    with _backend(tmp_path, backend) as db:
+        if backend == "mongo":
+            assert "flows_state_updated" in db.flows.index_information()
+        flow_uuid, (job_id, other_id) = _flow_with_jobs(db, "retried", 2)
+        n = notify.Notifier(project)
+        n.load(db)
+        db.set_state(db.get_job(db_id=job_id), "REMOTE_ERROR", error="connection lost")
+        first_on = db.get_job(db_id=job_id)["state_on"]
+        assert [e["event"] for e in n.scan(db)] == ["job_remote_error"]
+        wait_for(lambda: utc_now() > first_on, 5, interval=0.002)  # a later millisecond
+        control.retry(db, db.get_job(db_id=job_id))  # `jfr job retry`: the same reruns count
+        assert db.get_job(db_id=job_id)["state_on"] > first_on
+        wait_for(lambda: utc_now() > db.get_job(db_id=job_id)["state_on"], 5, interval=0.002)
+        db.set_state(db.get_job(db_id=job_id), "REMOTE_ERROR", error="connection lost again")
+        events = n.scan(db)
+        assert [e["event"] for e in events] == ["job_remote_error"] and "again" in events[0]["text"]
+
+        db.set_state(db.get_job(db_id=other_id), "FAILED", error="boom")
+        db.update_job(other_id, {"state_on": "2020-01-01T00:00:00.000+00:00"})  # it failed days ago
+        n.save(db)
+        fresh = notify.Notifier(project)  # the failure's key is long gone
+        fresh.load(db)
+        db.update_job(other_id, {"priority": 5}, state="FAILED")  # `jfr job set priority`
+        assert db.get_job(db_id=other_id)["state_on"] == "2020-01-01T00:00:00.000+00:00"
+        assert fresh.scan(db) == []
+        db.update_jobs([other_id], {"state": "FAILED"})  # no change of state: no new time
+        assert db.get_job(db_id=other_id)["state_on"] == "2020-01-01T00:00:00.000+00:00"
+
+
+def test_undelivered_messages_stay_in_the_outbox_and_go_out_at_the_next_start(penv, monkeypatch, web):
+    from dataclasses import replace
+
+    from jfr_lib import notify
+    from jfr_lib.notify_send import Sender
+
+    monkeypatch.setattr(notify, "SETTLE", -1.0)
+    with_notify(penv, f"  channels:\n    hook: {{type: webhook, url: 'http://127.0.0.1:{free_port()}/x'}}\n")
+    channel, log = penv.project.notify.channels["hook"], Log()
+    with penv.db() as db:
+        flow_uuid, (job_id,) = _flow_with_jobs(db, "kept", 1)
+        db.set_state(db.get_job(db_id=job_id), "FAILED", error="boom")
+        n = notify.Notifier(penv.project)
+        n.load(db)
+        n.route(n.scan(db), time.monotonic())
+        n.save(db)
+        assert len(db.get_meta("notify")["outbox"]) == 1  # written with the keys, before any sending
+        senders = {"hook": Sender(channel, [30.0], log)}  # a server that is down: waits 30 s to try again
+        n.flush(senders, time.monotonic(), everything=True)
+        wait_for(lambda: senders["hook"].queue.empty(), 10, message="the first attempt")
+        started = time.monotonic()
+        senders["hook"].close(time.monotonic() + 5)
+        assert time.monotonic() - started < 5
+        n.delivered(senders)
+        n.save(db, force=True)
+        assert len(db.get_meta("notify")["outbox"]) == 1
+        assert any("kept for the next start" in line for line in log.lines), log.lines
+
+        again = notify.Notifier(penv.project)  # the next start: the server answers now
+        again.load(db)
+        senders = {"hook": Sender(replace(channel, url=f"{web.url}/later"), [0.2], log)}
+        again.flush(senders, time.monotonic())
+        wait_for(lambda: senders["hook"].has_finished(), 10, message="the delivery")
+        again.delivered(senders)
+        again.save(db)
+        senders["hook"].close(time.monotonic() + 1)
+        assert [p["event"] for p in web.at("/later")] == ["job_failed"]
+        assert db.get_meta("notify")["outbox"] == []
+        third = notify.Notifier(penv.project)
+        third.load(db)
+        assert third.pending == {} and third.scan(db) == []
+
+
+def test_the_meta_document_stays_small_and_is_written_only_when_it_changed(penv, monkeypatch):
+    from jfr_lib import notify
+
+    monkeypatch.setattr(notify, "SETTLE", -1.0)
+    assert notify.MAX_KEYS <= 10_000
+    with_notify(penv, "  channels:\n    hook: {type: webhook, url: 'http://127.0.0.1:9/x'}\n")
+    with penv.db() as db:
+        _flow, ids = _flow_with_jobs(db, "many", 30)
+        for db_id in ids:
+            db.set_state(db.get_job(db_id=db_id), "FAILED", error="boom")
+        n = notify.Notifier(penv.project)
+        n.load(db)
+        assert len(n.scan(db)) == 30
+        n.save(db)
+        assert len(db.get_meta("notify")["sent"]) == 30
+        writes = []
+        real = db.set_meta
+        monkeypatch.setattr(db, "set_meta", lambda *a: writes.append(a) or real(*a))
+        assert n.scan(db) == []
+        n.save(db)
+        assert writes == []  # nothing new, the mark barely moved: nothing written
+        n.mark = notify.iso(time.time() + 3 * notify.MARGIN)  # looks went on for a while
+        n.save(db)
+        assert len(writes) == 1 and db.get_meta("notify")["sent"] == []
+
+
+def test_a_mark_ahead_of_this_clock_is_taken_as_now(penv, monkeypatch):
+    from jfr_lib import notify
+
+    monkeypatch.setattr(notify, "SETTLE", -1.0)
+    with_notify(penv, "  channels:\n    hook: {type: webhook, url: 'http://127.0.0.1:9/x'}\n")
+    with penv.db() as db:
+        ahead = datetime.fromtimestamp(time.time() + 3600, timezone.utc).isoformat(timespec="milliseconds")
+        db.set_meta("notify", {"mark": ahead, "sent": []})  # written by a host whose clock is an hour ahead
+        n = notify.Notifier(penv.project)
+        n.load(db)
+        assert n.mark <= utc_now()
+        _flow, (job_id,) = _flow_with_jobs(db, "skewed", 1)
+        db.set_state(db.get_job(db_id=job_id), "FAILED", error="boom")
+        assert [e["event"] for e in n.scan(db)] == ["job_failed"]
+        assert n.mark <= utc_now()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_names_with_line_breaks_make_one_line_subjects(penv, monkeypatch, smtp):
+    from jfr_lib import notify
+    from jfr_lib.notify_send import compose, send_email
+
+    monkeypatch.setattr(notify, "SETTLE", -1.0)
+    with_notify(penv, "  channels:\n"
+                f"    mail: {{type: email, host: 127.0.0.1, port: {smtp.port}, security: none, username: jfr,"
+                f" password: {SECRET}, to: ops@example.org}}\n")  # fmt: skip
+    with penv.db() as db:
+        flow_uuid, (job_id,) = _flow_with_jobs(db, "two\r\nlines", 1)
+        db.update_job(job_id, {"name": "job\nname"})
+        db.set_state(db.get_job(db_id=job_id), "FAILED", error="boom")
+        db.refresh_flow_state(flow_uuid)
+        n = notify.Notifier(penv.project)
+        n.load(db)
+        events = n.scan(db)
+    assert len(events) == 2
+    for message in compose("demo", events, 5, 10):
+        send_email(penv.project.notify.channels["mail"], message)
+    assert sorted(s.strip() for s in smtp.subjects()) == [
+        "jfr demo: flow 1 (two lines) FAILED: 1 of 1 jobs FAILED",
+        "jfr demo: job 1 (job name) FAILED on worker local in flow 1 (two lines): boom",
+    ]
+
+
+def test_a_webhook_redirect_is_refused_not_followed():
+    from jfr_lib.config_model import NotifyChannel
+    from jfr_lib.notify_send import Message, send_webhook
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(("POST", self.path, self.headers.get("Authorization")))
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/elsewhere/{SECRET}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            seen.append(("GET", self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        channel = NotifyChannel(name="hook", type="webhook", url=url, headers={"Authorization": f"Bearer {SECRET}"})
+        with pytest.raises(RuntimeError) as info:
+            send_webhook(channel, Message("s", "t", {"event": "job_failed"}))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [s[:2] for s in seen] == [("POST", "/hook")]  # nothing sent where it points
+    reason = str(info.value)
+    assert "302" in reason and "not followed" in reason and "\n" not in reason and SECRET not in reason
+
+
+def test_project_show_masks_header_values_and_command_urls_and_clear_passwords_are_refused(tmp_path):
+    from test_config_check import problems_of
+
+    from jfr_lib.config import load_project_file
+    from jfr_lib.notify_send import shown
+
+    path = tmp_path / "demo.yaml"
+    path.write_text(
+        "name: demo\nworkers:\n  w:\n    work_dir: /tmp/w\nnotify:\n  channels:\n"
+        f"    hook: {{type: webhook, url: 'https://h.example.org/x', headers: {{X-Team-Ref: {SECRET}}}}}\n"
+        f"    run: {{type: command, command: 'curl -s -d @- https://hooks.example.org/services/{SECRET}'}}\n"
+        f"    list: {{type: command, command: [curl, 'https://u:{SECRET}@hooks.example.org/t/{SECRET}?k=1']}}\n"
+        f"    local: {{type: email, host: localhost, security: none, username: me, password: {SECRET},"
+        " to: me@example.org}\n"
+    )
+    text = json.dumps(shown(load_project_file(path)))
+    assert SECRET not in text, text
+    assert "https://hooks.example.org/***" in text and "X-Team-Ref" in text and "curl -s -d @-" in text
+    problems = problems_of(tmp_path, path.read_text().replace("host: localhost", "host: smtp.example.org"))
+    assert problems == [
+        "notify.channels.local.password: would cross the network in clear with security none: "
+        "use starttls or ssl (or a server on this host: localhost, 127.0.0.1, ::1)"
+    ]
+
+
+def test_a_large_digest_goes_to_a_command_through_a_file(tmp_path):
+    from jfr_lib.config_model import NotifyChannel
+    from jfr_lib.notify_send import ENV_EVENTS_MAX, command_env, compose, send_command
+
+    events = [{"event": "job_failed", "text": f"job {i} FAILED: " + "x" * 300, "job_id": i} for i in range(2000)]
+    (digest,) = compose("demo", events, 5, 2000)
+    assert len(json.dumps(digest.payload["events"])) > 2 * ENV_EVENTS_MAX  # past what one variable may hold
+    assert "JFR_EVENTS" not in command_env(digest)
+    out = tmp_path / "out.txt"
+    script = ("import json, os, sys; n = len(json.load(open(os.environ['JFR_EVENTS_FILE']))); "
+              f"open({str(out)!r}, 'w').write(f'{{n}} {{len(sys.stdin.read().splitlines())}} "
+              "{os.environ[\"JFR_COUNT\"]}')")  # fmt: skip
+    channel = NotifyChannel(name="run", type="command", command=[sys.executable, "-c", script], timeout=30)
+    send_command(channel, digest)
+    assert out.read_text() == "2000 2001 2000"
+    assert not list(tmp_path.glob("jfr-events-*"))
+    (small,) = compose("demo", events[:1], 5, 10)
+    assert json.loads(command_env(small)["JFR_EVENTS"])[0]["job_id"] == 0
+
+
+def test_a_hanging_command_is_killed_when_its_sender_closes(tmp_path):
+    from jfr_lib.config_model import NotifyChannel
+    from jfr_lib.notify_send import Message, Sender
+
+    pid_file = tmp_path / "pid"
+    channel = NotifyChannel(name="run", type="command", timeout=120,
+                            command=f"echo $$ > {pid_file}; sleep 300 & wait")  # fmt: skip
+    log = Log()
+    sender = Sender(channel, [], log)
+    sender.put(Message("s", "t", {"event": "job_failed", "count": 1, "events": [{"event": "job_failed"}]}))
+    pgid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, message="the command"))
+    sleeper = wait_for(lambda: [p for p in children_of(pgid)], 10, message="the command's child")
+    sender.close(time.monotonic() + 0.5)
+    wait_for(lambda: gone(pgid) and all(gone(p) for p in sleeper), 10, message="the command and its child killed")
+    assert not sender.thread.is_alive() and sender.finished() == []  # not delivered: kept for the next start

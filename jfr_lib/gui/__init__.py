@@ -16,7 +16,8 @@ jobview
 actions
     The buttons: the same functions, state rules and messages as ``jfr job ...``.
 app
-    The Starlette application: routes, templates, one database per thread.
+    The Starlette application: routes, templates, one SQLite connection per
+    thread (one MongoDB client for all).
 server
     The listening socket and uvicorn, stopped cleanly on Ctrl-C or SIGTERM.
 """

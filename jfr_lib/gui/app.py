@@ -35,27 +35,38 @@ REFRESH_SECONDS = 3.0
 
 
 class Databases:
-    """One queue database per server thread, opened at first use and closed at shutdown.
+    """The queue database of each server thread, opened at first use and closed at shutdown.
 
-    Starlette runs the API's functions in a pool of threads; a SQLite connection
-    (and its transactions) must not be shared between threads.
+    Starlette runs the API's functions in a pool of threads (up to about 40). A
+    SQLite connection (and its transactions) must not be shared between threads:
+    each thread opens its own. A MongoDB client is safe to share and holds a pool
+    of connections: one is opened and every thread uses it.
     """
 
     def __init__(self, project):
         self.project = project
+        self.shared = project.queue.backend == "mongodb"
         self._local = threading.local()
         self._all = []
         self._lock = threading.Lock()
 
     def get(self):
+        if self.shared:
+            with self._lock:
+                if not self._all:
+                    self._all.append(self._open())
+                return self._all[0]
         db = getattr(self._local, "db", None)
         if db is None:
-            from jfr_lib.queue_db import open_queue_db
-
-            db = self._local.db = open_queue_db(self.project)
+            db = self._local.db = self._open()
             with self._lock:
                 self._all.append(db)
         return db
+
+    def _open(self):
+        from jfr_lib.queue_db import open_queue_db
+
+        return open_queue_db(self.project)
 
     def close(self) -> None:
         with self._lock:
@@ -77,7 +88,7 @@ def _status_of(exc: JfrError) -> int:
     return 500
 
 
-def create_app(project, keys, read_only: bool = False, loopback_only: bool = True):
+def create_app(project, keys, read_only: bool = False, loopback_only: bool = True, bound: str | None = None):
     """The dashboard of ``project`` as an ASGI application.
 
     Parameters
@@ -90,6 +101,8 @@ def create_app(project, keys, read_only: bool = False, loopback_only: bool = Tru
         Offer no action, and refuse every action request.
     loopback_only
         The server listens on a loopback address: accept only loopback ``Host`` headers.
+    bound
+        That loopback address (127.0.0.1 when not given), accepted as a ``Host`` too.
 
     Returns
     -------
@@ -112,6 +125,7 @@ def create_app(project, keys, read_only: bool = False, loopback_only: bool = Tru
     from jfr_lib.states import FlowState, JobState
 
     databases = Databases(project)
+    graphs = queries.GraphCache()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
 
     def answer(func, *args):
@@ -165,7 +179,7 @@ def create_app(project, keys, read_only: bool = False, loopback_only: bool = Tru
         return answer(queries.flows_page, dict(request.query_params))
 
     def api_flow(request):
-        return answer(queries.flow_info, _id(request))
+        return answer(queries.flow_info, _id(request), graphs)
 
     def api_report(request):
         return answer(queries.report, dict(request.query_params))
@@ -215,5 +229,5 @@ def create_app(project, keys, read_only: bool = False, loopback_only: bool = Tru
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.databases = databases
-    app.add_middleware(TokenMiddleware, keys=keys, loopback_only=loopback_only)
+    app.add_middleware(TokenMiddleware, keys=keys, loopback_only=loopback_only, bound=bound)
     return app

@@ -3,29 +3,37 @@
 The server makes a random token when it starts and prints a URL carrying it.
 The first visit with ``?token=...`` gets a session cookie (HttpOnly,
 SameSite=Strict) and is redirected to the same address without the token, so the
-token does not stay in the address bar or the history. Scripts may send
-``Authorization: token TOKEN`` instead. Every other request is refused: 401
-without a credential, 403 with a wrong one.
+token leaves the address bar. The browser's history still records the URL it was
+redirected from: the token is valid until the server stops, and a new one is made
+at each start. Scripts may send ``Authorization: token TOKEN`` instead. Every
+other request is refused: 401 without a credential, 403 with a wrong one.
+Only HTTP requests (and the server's ``lifespan`` events) are served: a
+WebSocket or any other kind of connection is refused.
 
 A request that changes something (any method but GET, HEAD and OPTIONS) must
-also carry the page's CSRF value in the ``X-JFR-CSRF`` header, which a page of
-another site can neither read nor send without a CORS preflight that is never
-granted; a browser's ``Sec-Fetch-Site`` and ``Origin`` headers, when present,
-must say the request comes from the dashboard itself.
+come from the dashboard itself: a browser's ``Sec-Fetch-Site`` and ``Origin``
+headers, when present, must say so. When it is authenticated by the cookie it
+must also carry the page's CSRF value in the ``X-JFR-CSRF`` header, which a page
+of another site can neither read nor send without a CORS preflight that is never
+granted. A request authenticated by its ``Authorization`` header needs no CSRF
+value: a browser sends that header across sites only after such a preflight,
+and a page of another site cannot know the token.
 
-When the server listens on a loopback address only, the ``Host`` header must
-name a loopback host too (``localhost``, ``127.0.0.1``, ``[::1]``): a page of
-another site that rebinds its own name to 127.0.0.1 is refused.
+When the server listens on a loopback address, the ``Host`` header must name a
+loopback host too (``localhost``, ``127.0.0.1``, ``[::1]``, the address listened
+on; any 127.x.y.z when it is one of those): a page of another site that rebinds
+its own name to 127.0.0.1 is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 from http.cookies import SimpleCookie
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CSRF_HEADER = "x-jfr-csrf"
@@ -79,6 +87,45 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def _header_token(headers: dict) -> str | None:
+    """The token of an ``Authorization: token TOKEN`` header, or None."""
+    auth = headers.get("authorization", "")
+    return auth[6:].strip() if auth[:6].lower() == "token " else None
+
+
+def _ipv4_loopback(name: str) -> bool:
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.version == 4 and address.is_loopback
+
+
+def loopback_names(bound: str | None) -> tuple:
+    """The ``Host`` names a dashboard listening on the loopback address ``bound`` answers to."""
+    if not bound:
+        return LOOPBACK_NAMES
+    shown = f"[{bound.strip('[]')}]" if ":" in bound else bound
+    return LOOPBACK_NAMES if shown.lower() in LOOPBACK_NAMES else (*LOOPBACK_NAMES, shown.lower())
+
+
+def host_allowed(host: str, bound: str | None = None) -> bool:
+    """Whether the ``Host`` header ``host`` names a loopback host this dashboard listens on.
+
+    Parameters
+    ----------
+    host
+        The ``Host`` header (a name or an address, with or without the port).
+    bound
+        The address the server listens on (a loopback one); any 127.x.y.z is
+        accepted when it is one of those, as 127.0.0.1 is.
+    """
+    name = _host_name(host).lower()
+    if name in loopback_names(bound):
+        return True
+    return _ipv4_loopback(name) and (bound is None or _ipv4_loopback(bound.strip("[]")) or bound == "localhost")
+
+
 class TokenMiddleware:
     """ASGI middleware that lets through only requests authenticated by the token.
 
@@ -90,21 +137,30 @@ class TokenMiddleware:
         The dashboard's :class:`Keys`.
     loopback_only
         Check that the ``Host`` header names a loopback host.
+    bound
+        The loopback address the server listens on (127.0.0.1 when not given).
     """
 
-    def __init__(self, app, keys: Keys, loopback_only: bool = True):
+    def __init__(self, app, keys: Keys, loopback_only: bool = True, bound: str | None = None):
         self.app = app
         self.keys = keys
         self.loopback_only = loopback_only
+        self.bound = bound
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":  # the server's start and stop: no request, nothing to check
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # a WebSocket (refused before its handshake) or an unknown kind
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
             return
         headers = _headers(scope)
         method = scope["method"]
-        if self.loopback_only and _host_name(headers.get("host", "")).lower() not in LOOPBACK_NAMES:
-            await _deny(scope, send, 403, "this dashboard answers only to localhost, 127.0.0.1 or [::1]")
+        if self.loopback_only and not host_allowed(headers.get("host", ""), self.bound):
+            extra = loopback_names(self.bound)[len(LOOPBACK_NAMES) :]
+            names = "localhost, 127.0.0.1, [::1]" + "".join(f", {n}" for n in extra)
+            await _deny(scope, send, 403, f"this dashboard answers only to {names}")
             return
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         given = [v for k, v in query if k == "token"]
@@ -122,7 +178,7 @@ class TokenMiddleware:
                 await _deny(scope, send, 401, "this dashboard needs its token: open the URL that jfr gui printed")
             return
         if method not in SAFE_METHODS:
-            problem = self._cross_site(headers)
+            problem = self._cross_site(headers, by_header=not given and _header_token(headers) is not None)
             if problem:
                 await _deny(scope, send, 403, f"cross-site request refused: {problem}")
                 return
@@ -138,28 +194,32 @@ class TokenMiddleware:
         return None if morsel is None else morsel.value
 
     def _authenticated(self, headers: dict) -> bool:
-        auth = headers.get("authorization", "")
-        if auth[:6].lower() == "token ":
-            return self.keys.token_ok(auth[6:].strip())
+        token = _header_token(headers)
+        if token is not None:
+            return self.keys.token_ok(token)
         cookie = self._cookie(headers)
         return cookie is not None and self.keys.cookie_ok(cookie)
 
-    def _cross_site(self, headers: dict) -> str | None:
-        """Why a request that changes something is not the dashboard's own, or None."""
+    def _cross_site(self, headers: dict, by_header: bool = False) -> str | None:
+        """Why a request that changes something is not the dashboard's own, or None.
+
+        A request authenticated by its ``Authorization`` header (``by_header``)
+        needs no CSRF value: browsers send no such header across sites unasked.
+        """
         site = headers.get("sec-fetch-site")
         if site is not None and site not in ("same-origin", "none"):
             return f"Sec-Fetch-Site is {site}"
         origin = headers.get("origin")
         if origin is not None and origin.split("://", 1)[-1].lower() != headers.get("host", "").lower():
             return f"Origin {origin} is not this dashboard"
-        if not self.keys.csrf_ok(headers.get(CSRF_HEADER, "")):
+        if not by_header and not self.keys.csrf_ok(headers.get(CSRF_HEADER, "")):
             return "missing or wrong X-JFR-CSRF header (reload the page)"
         return None
 
     async def _redirect_with_cookie(self, scope, send, rest: list) -> None:
-        path = scope.get("raw_path") or scope["path"].encode("utf-8")
-        path = b"/" + path.lstrip(b"/")  # never `//host/...`, which a browser reads as another site
-        where = path + (f"?{urlencode(rest)}".encode("latin-1") if rest else b"")
+        # never `//host/...` nor a backslash after the first slash: a browser reads either as another site
+        path = "/" + quote(scope["path"].lstrip("/\\"), safe="/")
+        where = (path + (f"?{urlencode(rest)}" if rest else "")).encode("ascii")
         cookie = f"{self.keys.cookie_name}={self.keys.cookie_value}; Path=/; HttpOnly; SameSite=Strict"
         await send({"type": "http.response.start", "status": 303,
                     "headers": [(b"location", where), (b"set-cookie", cookie.encode()),

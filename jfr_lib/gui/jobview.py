@@ -3,7 +3,9 @@
 The output comes from the project's JobStore as ``jfr job output`` reads it; the
 ends of ``queue.out``/``queue.err`` and the listing of the run folder are read on
 the job's worker as ``jfr job queue-out`` and ``jfr job files ls`` read them (a
-local file from its end, a remote one through ``tail`` on its host). Large texts
+local file from its end, a remote one through ``tail`` on its host, reading at
+most ``TAIL_MAX_BYTES`` either way). Only regular files are read: a symbolic link
+or a pipe in the run folder is refused, never followed nor waited on. Large texts
 are cut, saying so.
 """
 
@@ -87,22 +89,60 @@ def _check_name(name: str) -> str:
     return name
 
 
+#: Exit code of the remote tail when the file is not a regular one.
+_NOT_REGULAR = 3
+
+
 def _tail(job: dict, worker, host, path: str, lines: int) -> str | None:
-    """The last ``lines`` lines of a run-folder file, or None when it is missing."""
+    """The last ``lines`` lines of a run-folder file (at most ``TAIL_MAX_BYTES`` read), or None when
+    it is missing; a one-line UsageError for a symlink, a FIFO or anything but a regular file."""
     import shlex
 
     from jfr_lib.cli.job_files import TAIL_MAX_BYTES
-    from jfr_lib.daemon import tail
     from jfr_lib.errors import HostError
 
+    refusal = f"job {job['db_id']}: {path}: not a regular file (a link, a pipe...): only regular files are shown"
+    if worker.is_local:
+        return _local_tail(path, lines, TAIL_MAX_BYTES, refusal)
     if not host.exists(path):
         return None
-    if worker.is_local:
-        return "".join(line + "\n" for line in tail(path, lines, max_bytes=TAIL_MAX_BYTES))
-    result = host.run(f"tail -n {int(lines)} -- {shlex.quote(path)}")
+    quoted = shlex.quote(path)
+    result = host.run(f"if [ -L {quoted} ] || [ ! -f {quoted} ]; then exit {_NOT_REGULAR}; fi; "
+                      f"tail -c {TAIL_MAX_BYTES} -- {quoted} | tail -n {int(lines)}")  # fmt: skip
+    if result.exit_code == _NOT_REGULAR:
+        raise UsageError(refusal)
     if result.exit_code != 0:
         raise HostError(f"job {job['db_id']}: tail {path}: {result.stderr.strip()}")
     return result.stdout
+
+
+def _local_tail(path: str, lines: int, max_bytes: int, refusal: str) -> str | None:
+    """:func:`_tail` of a local file: opened without following a link, without waiting on a pipe."""
+    import errno
+    import os
+    import stat
+
+    from jfr_lib.daemon import tail
+
+    if lines <= 0:
+        return ""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the last part of the path is a symbolic link
+            raise UsageError(refusal) from None
+        raise
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise UsageError(refusal)
+    return "".join(line + "\n" for line in tail(fd, lines, max_bytes=max_bytes))  # tail's open() takes the fd
 
 
 def job_files(db, project, db_id: int, name: str | None = None, lines: int = TAIL_LINES) -> dict:

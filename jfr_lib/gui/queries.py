@@ -2,9 +2,9 @@
 
 Every function takes an open queue database (and the project when it needs it)
 and returns plain JSON-able data. Counts come from the database
-(:meth:`~jfr_lib.queue_db.base.QueueDB.count_jobs`, ``count_by``); a page of jobs
-decodes only the documents it shows, so a page costs about the same at 1,000 and
-at 100,000 jobs.
+(:meth:`~jfr_lib.queue_db.base.QueueDB.count_jobs`, ``count_by``); the database sorts
+and skips to a page of jobs, which decodes only the documents it shows; the graph
+of a flow is decoded again only when one of its jobs changed.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ ROW_KEYS = ("db_id", "uuid", "index", "name", "state", "worker", "priority", "fl
 JOB_SORT_KEYS = ("db_id", "updated_on", "created_on", "priority", "name", "state", "worker")
 FLOW_SORT_KEYS = ("db_id", "updated_on", "created_on")
 PAGE_SIZES = (20, 50, 100, 200, 500)
-#: Up to this many rows before a page, the database sorts and skips; beyond, only keys are read.
-SHALLOW = 1000
 #: A flow with more jobs than this is not drawn (its jobs page is shown instead).
 GRAPH_MAX = 3000
 
@@ -64,16 +62,6 @@ def job_query(db, params) -> dict:
     return query
 
 
-def _sorted_keys(db, query: dict, key: str, way: int) -> list:
-    """db_ids of every matching job in the page's order, read from the database's keys only."""
-    fields = ["db_id"] if key == "db_id" else [key, "db_id"]
-    pairs = list(db.count_by(fields, query))
-    if key == "db_id":
-        return sorted((p[0] for p in pairs), reverse=way < 0)
-    pairs.sort(key=lambda p: (p[0] is not None, p[0] if p[0] is not None else 0, p[1]), reverse=way < 0)
-    return [p[1] for p in pairs]
-
-
 def jobs_page(db, params) -> dict:
     """One page of jobs matching the filters, with the total and the page's bounds.
 
@@ -90,13 +78,7 @@ def jobs_page(db, params) -> dict:
     total = db.count_jobs(query)
     pages = max(1, -(-total // size))
     page = min(whole_param(params.get("page"), "page", 1, default=1), pages)
-    skip = (page - 1) * size
-    if skip + size <= SHALLOW:
-        jobs = db.find_jobs(query, sort=[(key, way), ("db_id", way)], limit=skip + size)[skip:]
-    else:
-        ids = _sorted_keys(db, query, key, way)[skip : skip + size]
-        found = {j["db_id"]: j for j in db.find_jobs({"db_id": ids})} if ids else {}
-        jobs = [found[i] for i in ids if i in found]
+    jobs = db.find_jobs(query, sort=[(key, way), ("db_id", way)], limit=size, skip=(page - 1) * size)
     return {"total": total, "page": page, "pages": pages, "size": size, "sort": key,
             "order": "asc" if way > 0 else "desc", "jobs": [_row(j) for j in jobs]}  # fmt: skip
 
@@ -135,11 +117,89 @@ def _flow_row(flow: dict) -> dict:
     return {k: flow.get(k) for k in ("db_id", "uuid", "name", "state", "created_on", "updated_on")}
 
 
-def flow_info(db, flow_id: int) -> dict:
+class GraphCache:
+    """The graphs of the flows last drawn, each kept until one of the flow's jobs changes.
+
+    Every change of a job records its ``updated_on``. A graph is kept only when
+    all its jobs were last changed ``margin`` seconds or more before it was read;
+    it is read again as soon as one of the flow's jobs was changed since then,
+    the flow's state or its number of jobs per state differ, or it is older than
+    ``max_age`` seconds (a writer whose clock lags). A poll of an unchanged flow
+    decodes no job document.
+
+    Parameters
+    ----------
+    size
+        How many flows' graphs are kept (the least recently drawn is dropped).
+    margin
+        Seconds before the read that count as "being changed right now" (the
+        clocks of the writers on the same machine may disagree that much).
+    max_age
+        Seconds after which a graph is read again anyway.
+    """
+
+    def __init__(self, size: int = 16, margin: float = 1.0, max_age: float = 60.0):
+        import threading
+
+        self.size, self.margin, self.max_age = size, margin, max_age
+        self._graphs = {}
+        self._lock = threading.Lock()
+
+    def graph(self, db, flow: dict, states: dict) -> dict:
+        """The graph of ``flow`` (whose jobs number ``states`` per state)."""
+        from datetime import datetime, timezone
+
+        uuid, key = flow["uuid"], (flow.get("updated_on"), flow["state"], states)
+        with self._lock:
+            kept = self._graphs.pop(uuid, None)
+        if kept is not None:
+            kept_key, since, born, graph = kept
+            if kept_key == key and time.monotonic() - born < self.max_age and \
+                    not db.count_jobs({"flow_uuid": uuid, "updated_since": since}):  # fmt: skip
+                with self._lock:
+                    self._graphs[uuid] = kept
+                return graph
+        born = time.monotonic()
+        since = (datetime.now(timezone.utc) - timedelta(seconds=self.margin)).isoformat(timespec="milliseconds")
+        jobs = db.find_jobs({"flow_uuid": uuid}, sort=[("db_id", 1)])
+        graph = draw(jobs)
+        if self.size and all((j.get("updated_on") or "") < since for j in jobs):
+            with self._lock:
+                self._graphs[uuid] = (key, since, born, graph)
+                while len(self._graphs) > self.size:
+                    self._graphs.pop(next(iter(self._graphs)))
+        return graph
+
+
+def draw(jobs: list) -> dict:
+    """The graph of a flow's jobs: one node per job document, an edge from the latest index of each
+    parent (as ``jfr flow graph`` draws it)."""
+    latest = {}
+    for job in jobs:
+        if job["index"] >= latest.get(job["uuid"], {"index": -1})["index"]:
+            latest[job["uuid"]] = job
+    nodes = [{"id": j["db_id"], "name": j.get("name"), "state": j["state"], "index": j["index"],
+              "worker": j.get("worker")} for j in jobs]  # fmt: skip
+    edges = [[latest[p]["db_id"], j["db_id"]] for j in jobs for p in j.get("parents") or [] if p in latest]
+    return {"nodes": nodes, "edges": edges}
+
+
+def flow_info(db, flow_id: int, graphs: GraphCache | None = None) -> dict:
     """A flow with its counts per state and the graph of its jobs (unless it is too big to draw).
 
-    The graph has one node per job document and an edge from the latest index of
-    each parent, as ``jfr flow graph`` draws it.
+    Parameters
+    ----------
+    db
+        The queue database.
+    flow_id
+        The flow's db_id.
+    graphs
+        Where graphs already drawn are kept (none: the graph is read every time).
+
+    Raises
+    ------
+    NotFoundError
+        No flow has this db_id.
     """
     from jfr_lib.errors import NotFoundError
 
@@ -150,15 +210,7 @@ def flow_info(db, flow_id: int) -> dict:
     total = sum(states.values())
     data = {**_flow_row(flow), "states": states, "n_jobs": total, "graph": None, "graph_max": GRAPH_MAX}
     if total <= GRAPH_MAX:
-        jobs = db.find_jobs({"flow_uuid": flow["uuid"]}, sort=[("db_id", 1)])
-        latest = {}
-        for job in jobs:
-            if job["index"] >= latest.get(job["uuid"], {"index": -1})["index"]:
-                latest[job["uuid"]] = job
-        nodes = [{"id": j["db_id"], "name": j.get("name"), "state": j["state"], "index": j["index"],
-                  "worker": j.get("worker")} for j in jobs]  # fmt: skip
-        edges = [[latest[p]["db_id"], j["db_id"]] for j in jobs for p in j.get("parents") or [] if p in latest]
-        data["graph"] = {"nodes": nodes, "edges": edges}
+        data["graph"] = (graphs or GraphCache(0)).graph(db, flow, states)
     return data
 
 

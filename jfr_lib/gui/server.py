@@ -84,7 +84,8 @@ def serve(project, host: str, port: int, read_only: bool = False, out=None) -> i
     sock = bind(host, port)
     token = new_token()
     keys = Keys(token, sock.getsockname()[1])
-    app = create_app(project, keys, read_only=read_only, loopback_only=is_loopback(host))
+    app = create_app(project, keys, read_only=read_only, loopback_only=is_loopback(host),
+                     bound=sock.getsockname()[0])  # fmt: skip
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
                             lifespan="on", server_header=False)  # fmt: skip
     server = _server_class()(config)

@@ -11,6 +11,10 @@ retry time or it has passed), ``locked`` (true: lock_id is set; false: it is not
 ``name_glob`` (shell wildcards on the name), ``updated_since`` and ``updated_until``
 (ISO times bounding ``updated_on``).
 
+A job's ``state_on`` (a document field, not a column) is the ISO time of its last
+change of state: every backend writes it whenever an update changes ``state``
+(jobs of older databases lack it until their next change).
+
 Every change of state goes through :meth:`QueueDB.update_job`, a compare-and-set
 on the expected state and lock: a caller that lost a race gets ``False`` and
 must not assume anything about the job.
@@ -104,8 +108,9 @@ class QueueDB(ABC):
 
     # --- reads ----------------------------------------------------------------
     @abstractmethod
-    def find_jobs(self, query=None, sort=None, limit: int = 0) -> list:
-        """Jobs matching ``query``, sorted by ``[(field, 1|-1), ...]``."""
+    def find_jobs(self, query=None, sort=None, limit: int = 0, skip: int = 0) -> list:
+        """Jobs matching ``query``, sorted by ``[(field, 1|-1), ...]``; at most ``limit``
+        (0: all) after the first ``skip`` of that order (a page, sorted and cut by the database)."""
 
     @abstractmethod
     def count_jobs(self, query=None) -> int:
@@ -215,6 +220,8 @@ class QueueDB(ABC):
         """Move ``job`` from its current state to ``new_state`` (compare-and-set on
         the state, and on the lock when ``expect_lock`` is given)."""
         changes = {"state": str(new_state), "previous_state": job["state"], **changes}
+        if changes["state"] != job["state"]:
+            changes.setdefault("state_on", now_iso())
         ok = self.update_job(job["db_id"], changes, state=job["state"], lock_id=expect_lock)
         if ok:
             job.update(changes)

@@ -57,6 +57,11 @@ _INDEXES = {
     # finished jobs by time (flow report per day, the release sweep at runner start)
     "jobs_state_updated": [("state", 1), ("updated_on", 1)],
 }
+#: The same for flows.
+_FLOW_INDEXES = {
+    # flows that ended by time (the notifier's look)
+    "flows_state_updated": [("state", 1), ("updated_on", 1)],
+}
 
 
 def _what_failed(exc) -> str:
@@ -179,6 +184,10 @@ class MongoQueueDB(QueueDB):
         for name, keys in _INDEXES.items():
             if name not in have:
                 self.jobs.create_index(keys, name=name)
+        have = set(self.flows.index_information())
+        for name, keys in _FLOW_INDEXES.items():
+            if name not in have:
+                self.flows.create_index(keys, name=name)
 
     def close(self):
         if type(self.client).__module__.split(".")[0] != "mongomock":  # the shared test client stays open
@@ -288,8 +297,8 @@ class MongoQueueDB(QueueDB):
         return ids
 
     # --- reads ------------------------------------------------------------------
-    def find_jobs(self, query=None, sort=None, limit=0):
-        cur = self.jobs.find(_filter(query, JOB_COLUMNS), sort=_sort(sort), limit=int(limit))
+    def find_jobs(self, query=None, sort=None, limit=0, skip=0):
+        cur = self.jobs.find(_filter(query, JOB_COLUMNS), sort=_sort(sort), limit=int(limit), skip=int(skip))
         return [_clean(d) for d in cur]
 
     def count_jobs(self, query=None):
@@ -360,6 +369,14 @@ class MongoQueueDB(QueueDB):
         changes = {**changes, "updated_on": now_iso()}
         if "state" in changes:
             changes["state"] = str(changes["state"])
+            if "state_on" not in changes and (state is ANY or str(state) != changes["state"]):
+                # the time of a change of state, only when the state does change
+                moved = {**flt, "state": {"$ne": changes["state"]}} if state is ANY else flt
+                stamped = {**changes, "state_on": changes["updated_on"]}
+                if self.jobs.update_one(moved, {"$set": stamped}).matched_count == 1:
+                    return True
+                if state is not ANY:
+                    return False
         return self.jobs.update_one(flt, {"$set": changes}).matched_count == 1
 
     def add_parents(self, child_db_ids, parent_uuids):

@@ -82,6 +82,8 @@ _INDEXES = {
     "jobs_flow_state": "CREATE INDEX jobs_flow_state ON jobs (flow_uuid, state)",
     # finished jobs by time (flow report per day, the release sweep at runner start)
     "jobs_state_updated": "CREATE INDEX jobs_state_updated ON jobs (state, updated_on)",
+    # flows that ended by time (the notifier's look)
+    "flows_state_updated": "CREATE INDEX flows_state_updated ON flows (state, updated_on)",
 }
 
 
@@ -368,10 +370,14 @@ class SQLiteQueueDB(QueueDB):
             return [self._insert_job(c, j, ignore=True) for j in jobs]
 
     # --- reads ------------------------------------------------------------------
-    def find_jobs(self, query=None, sort=None, limit=0):
+    def find_jobs(self, query=None, sort=None, limit=0, skip=0):
         where, params = _where(query, _JOB_SQL)
-        sql = f"SELECT * FROM jobs{where}{_order(sort, _JOB_SQL)}"
-        if limit:
+        order = _order(sort, _JOB_SQL)
+        sql = f"SELECT * FROM jobs{where}{order}"
+        if skip:  # the skipped rows are stepped over by their db_id: none of their documents is copied
+            sql = (f"SELECT * FROM jobs WHERE db_id IN (SELECT db_id FROM jobs{where}{order} "
+                   f"LIMIT {int(limit) or -1} OFFSET {int(skip)}){order}")  # fmt: skip
+        elif limit:
             sql += f" LIMIT {int(limit)}"
         return [self._job(r) for r in self.conn.execute(sql, params)]
 
@@ -476,12 +482,15 @@ class SQLiteQueueDB(QueueDB):
         cols = {_JOB_SQL[k]: (str(v) if k == "state" else v) for k, v in changes.items() if k in _JOB_SQL}
         rest = {k: v for k, v in changes.items() if k not in _JOB_SQL}
         where = " AND ".join(conds)
+        stamp = "state" in changes and "state_on" not in changes  # the time of a change of state
         if rest:
-            row = c.execute(f"SELECT doc FROM jobs WHERE {where}", params).fetchone()
+            row = c.execute(f"SELECT doc, state FROM jobs WHERE {where}", params).fetchone()
             if row is None:
                 return False
             doc = json.loads(row[0])
             doc.update(rest)
+            if stamp and row[1] != str(changes["state"]):
+                doc["state_on"] = changes["updated_on"]
             cols["doc"] = json.dumps(doc)
             if "parents" in rest:
                 c.execute("DELETE FROM job_parents WHERE child_db_id = ?", (int(db_id),))
@@ -490,7 +499,11 @@ class SQLiteQueueDB(QueueDB):
                     [(int(db_id), p, int(bool(doc.get("allow_failed_parents")))) for p in rest["parents"]],
                 )
         sets = ", ".join(f"{k} = ?" for k in cols)
-        cur = c.execute(f"UPDATE jobs SET {sets} WHERE {where}", [*cols.values(), *params])
+        values = list(cols.values())
+        if stamp and not rest:  # the expressions read the row before the update
+            sets += ", doc = CASE WHEN state = ? THEN doc ELSE json_set(doc, '$.state_on', ?) END"
+            values += [str(changes["state"]), changes["updated_on"]]
+        cur = c.execute(f"UPDATE jobs SET {sets} WHERE {where}", [*values, *params])
         return cur.rowcount == 1
 
     def add_parents(self, child_db_ids, parent_uuids):
