@@ -917,3 +917,80 @@ def test_a_hanging_command_is_killed_when_its_sender_closes(tmp_path):
     sender.close(time.monotonic() + 0.5)
     wait_for(lambda: gone(pgid) and all(gone(p) for p in sleeper), 10, message="the command and its child killed")
     assert not sender.thread.is_alive() and sender.finished() == []  # not delivered: kept for the next start
+
+
+# --- e-mail over TLS ------------------------------------------------------------------------------
+@pytest.fixture
+def certificate(tmp_path, monkeypatch):
+    """A self-signed certificate for 127.0.0.1, trusted through SSL_CERT_FILE (the default context reads it)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    made = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(private, hashes.SHA256()))  # fmt: skip
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))  # fmt: skip
+    cert.write_bytes(made.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    return cert, key
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # aiosmtpd's, for TLS from the start
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_mail_goes_over_tls_with_the_certificate_checked(certificate, security, tmp_path, monkeypatch):
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP, AuthResult
+
+    from jfr_lib.config_model import NotifyChannel
+    from jfr_lib.notify_send import Message, send_email
+
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    box, tls_seen = Mailbox(), []
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        tls_seen.append(server.transport.get_extra_info("ssl_object") is not None)  # the login came over TLS
+        return AuthResult(success=auth_data.login == b"jfr" and auth_data.password == SECRET.encode())
+
+    if security == "starttls":  # plain first, then STARTTLS before any login (the server insists)
+        controller = Controller(box, hostname="127.0.0.1", port=free_port(), authenticator=authenticate,
+                                auth_required=True, auth_require_tls=True, require_starttls=True,
+                                tls_context=context)  # fmt: skip
+    else:  # TLS from the first byte
+
+        class TLSController(Controller):
+            def factory(self):
+                return SMTP(self.handler, authenticator=authenticate, auth_required=True, auth_require_tls=False)
+
+        controller = TLSController(box, hostname="127.0.0.1", port=free_port(), ssl_context=context)
+    controller.start()
+    try:
+        channel = NotifyChannel(name="mail", type="email", host="127.0.0.1", port=controller.port,
+                                security=security, username="jfr", password=SECRET, to=["me@example.org"],
+                                timeout=20)  # fmt: skip
+        send_email(channel, Message(subject="flow done", text="all good", payload={}, ids=[]))
+        wait_for(lambda: box.messages, 20, message="the mail")
+        assert box.subjects() == ["flow done"] and tls_seen == [True]
+        # a certificate nobody trusts is refused: nothing is sent, the password never leaves
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "none.pem"))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            send_email(channel, Message(subject="second", text="x", payload={}, ids=[]))
+        assert box.subjects() == ["flow done"] and tls_seen == [True]
+    finally:
+        controller.stop()
