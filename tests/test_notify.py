@@ -621,7 +621,7 @@ def test_a_runner_that_stops_when_idle_still_announces_the_last_flow(penv, web):
     assert [p["text"] for p in web.at("/idle")] == ["jfr test: flow 1 (last) COMPLETED (2 jobs)"]
 
 
-# --- review findings ---------------------------------------------------------------------
+# --- late flows, event keys, the outbox, clocks, names, redirects, secrets, big digests, hanging commands
 class Log:
     """A logger that keeps its lines."""
 
