@@ -242,6 +242,23 @@ DELETABLE = (JobState.WAITING, JobState.READY, JobState.PAUSED, JobState.COMPLET
              JobState.REMOTE_ERROR, JobState.STOPPED, JobState.USER_STOPPED)  # fmt: skip
 
 
+def refuse_flow_delete(flow: dict, job: dict) -> None:
+    """Refuse to delete ``flow`` while ``job`` of it is one the runner works on (running or locked)."""
+    from jfr_lib.states import RUNNING_STATES
+
+    if job["state"] in [str(s) for s in RUNNING_STATES] or job.get("lock_id"):
+        what = job["state"] + (" and locked" if job.get("lock_id") else "")
+        raise StateError(f"flow {flow['db_id']}: job {job['db_id']} is {what}; stop it or wait before deleting "
+                         "the flow")  # fmt: skip
+
+
+def delete_flow(db, project, flow: dict, jobs: list, output: bool = False, files: bool = False) -> None:
+    """Delete ``flow`` and its ``jobs`` (each checked by :func:`delete`)."""
+    for job in jobs:
+        delete(db, project, job, output=output, files=files)
+    db.delete_flow(flow["uuid"])
+
+
 def delete(db, project, job: dict, output: bool = False, files: bool = False) -> None:
     """Remove a job from the queue database; optionally its outputs and its run folder."""
     if job["state"] not in [str(s) for s in DELETABLE] or job.get("lock_id"):

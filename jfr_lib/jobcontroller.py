@@ -43,7 +43,7 @@ from jfr_lib.jobinfo import (
     _sort,
     _state_names,
 )
-from jfr_lib.states import RUNNING_STATES, FlowState, JobState
+from jfr_lib.states import FlowState, JobState
 
 log = logging.getLogger(__name__)
 SELECTION = ("job_ids", "db_ids", "flow_ids", "states", "start_date", "end_date", "name", "metadata",
@@ -256,7 +256,7 @@ class JobController:
         NotFoundError
             No such job, or it has no output (yet).
         """
-        from jfr_lib.jobstore import get_jobstore, store_lock
+        from jfr_lib.jobstore import get_jobstore, read_output
 
         what = f"job {job_id}"
         if db_id is not None or job_id is None:
@@ -266,11 +266,7 @@ class JobController:
             job_id, job_index, what = job["uuid"], job["index"], f"job {job['db_id']} ({job['state']})"
         if self._store is None:
             self._store = get_jobstore(self.project)
-        try:
-            with store_lock(self.project, exclusive=False):
-                return self._store.get_output(job_id, which=job_index or "last", load=load)
-        except ValueError:
-            raise NotFoundError(f"{what} has no output yet") from None
+        return read_output(self.project, self._store, job_id, job_index or "last", what, load)
 
     # --- actions -------------------------------------------------------------------------
     def _act(self, verb: str, act, sel: dict, raise_on_error: bool, wait=None, break_lock=False) -> list:
@@ -385,25 +381,15 @@ class JobController:
                 for job in self.db.find_jobs({"flow_uuid": flow["uuid"]}, sort=[("db_id", 1)]):
                     if cancel_processes and job["state"] in (JobState.SUBMITTED, JobState.RUNNING):
                         self._patiently(job, lambda j: control.stop(self.db, self.project, j), wait, break_lock)
-                    self._patiently(job, lambda j, f=flow: _deletable(f, j), wait, break_lock)
-                for job in self.db.find_jobs({"flow_uuid": flow["uuid"]}):
-                    control.delete(self.db, self.project, job, output=delete_output, files=delete_files)
-                self.db.delete_flow(flow["uuid"])
+                    self._patiently(job, lambda j, f=flow: control.refuse_flow_delete(f, j) or [], wait, break_lock)
+                control.delete_flow(self.db, self.project, flow, self.db.find_jobs({"flow_uuid": flow["uuid"]}),
+                                    output=delete_output, files=delete_files)  # fmt: skip
                 deleted.append(flow["uuid"])
             except JfrError as exc:
                 if raise_on_error:
                     raise
                 log.warning("delete flow %s: %s", fid, exc)
         return deleted
-
-
-def _deletable(flow: dict, job: dict) -> list:
-    """Refuse (as ``jfr flow delete`` does) a job the runner works on."""
-    if job["state"] in RUNNING_STATES or job.get("lock_id"):
-        what = job["state"] + (" and locked" if job.get("lock_id") else "")
-        raise StateError(f"flow {flow['db_id']}: job {job['db_id']} is {what}; stop it or wait before deleting "
-                         "the flow")  # fmt: skip
-    return []
 
 
 def _action(verb: str, call, summary: str):

@@ -105,6 +105,23 @@ def store_lock(project, exclusive: bool = True):
         os.close(fd)  # closing releases the lock
 
 
+def read_output(project, store, uuid: str, index, what: str, load=True):
+    """A job's output from ``store``, under the JobStore's read lock.
+
+    Raises
+    ------
+    NotFoundError
+        It has none (yet): "``what`` has no output yet".
+    """
+    from jfr_lib.errors import NotFoundError
+
+    try:
+        with store_lock(project, exclusive=False):
+            return store.get_output(uuid, which=index, load=load)
+    except ValueError:
+        raise NotFoundError(f"{what} has no output yet") from None
+
+
 def get_jobstore(project=None, connect: bool = True):
     """The JobStore of a project, connected (outside any lock afterwards).
 

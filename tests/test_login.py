@@ -206,6 +206,15 @@ def test_a_lost_login_waits_then_jfr_login_resumes(penv, otp, remote_dir, socket
             return penv.jfr("runner", "info", timeout=60)[1]
 
         wait_for(lambda: "login needed   worker otp since" in info(), 120, interval=0.5, message="login needed")
+        # a job that needs the host now waits for the login, spending no attempt (the project allows
+        # 3, 0.2 s apart: a step failing for any other reason would be REMOTE_ERROR within a second)
+        submit_flow(Flow([tj.append_line(str(marker), "otp-late")], name="late"), worker="otp")
+
+        def late():
+            return next(j for j in penv.jobs() if j["name"] == "append_line" and j["flow_uuid"] == late_flow)
+
+        late_flow = penv.jobs()[-1]["flow_uuid"]
+        wait_for(lambda: late().get("login_wait"), 120, interval=0.3, message="the late job waiting for the login")
         # another worker keeps running meanwhile
         submit_flow(Flow([tj.add(1, 2), tj.add(3, 4)], name="local"), worker="local")
         wait_for(lambda: [j["state"] for j in penv.jobs() if j["worker"] == "local"] == ["COMPLETED"] * 2, 120,
@@ -214,6 +223,7 @@ def test_a_lost_login_waits_then_jfr_login_resumes(penv, otp, remote_dir, socket
         assert not [j for j in remote if j["state"] in ("REMOTE_ERROR", "FAILED")]
         assert any(j["state"] != "COMPLETED" for j in remote)
         assert all(not j.get("step_attempts") for j in remote)  # waiting spends no attempt
+        assert late()["state"] in ("READY", "CHECKED_OUT") and "login needed" in late()["last_error"]
         assert "login needed   worker otp since" in info()
         code_, out, _ = penv.jfr("project", "check", "-w", "otp", check=False, timeout=120)
         assert code_ == 1 and re.search(r"login needed since \S+ \S+: run `jfr login otp`", out), out
@@ -225,7 +235,9 @@ def test_a_lost_login_waits_then_jfr_login_resumes(penv, otp, remote_dir, socket
         assert "otp: logged in" in printed
         wait_for(lambda: all(j["state"] == "COMPLETED" for j in penv.jobs()), 180, interval=0.5,
                  message="the flow completed after the new login")  # fmt: skip
-        assert sorted(marker_lines(marker)) == sorted(f"otp-{i}" for i in range(10))  # each job ran once
+        expected = [f"otp-{i}" for i in range(10)] + ["otp-late"]
+        assert sorted(marker_lines(marker)) == sorted(expected)  # each job ran once
+        assert not late().get("login_wait")
         assert "login needed" not in info()
     finally:
         penv.jfr("runner", "stop", timeout=120)

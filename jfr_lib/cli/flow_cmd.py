@@ -146,7 +146,6 @@ def run_delete(args) -> int:
     from jfr_lib import control
     from jfr_lib.cli.selection import confirm
     from jfr_lib.errors import StateError
-    from jfr_lib.states import RUNNING_STATES
 
     if args.all:
         args.output = args.files = True
@@ -161,19 +160,15 @@ def run_delete(args) -> int:
         plan = []
         for flow in flows:
             jobs = db.find_jobs({"flow_uuid": flow["uuid"]})
-            busy = [j for j in jobs if j["state"] in [str(s) for s in RUNNING_STATES] or j.get("lock_id")]
-            if busy:
-                raise StateError(f"flow {flow['db_id']}: job {busy[0]['db_id']} is {busy[0]['state']}; "
-                                 "stop it or wait before deleting the flow")  # fmt: skip
+            for job in jobs:
+                control.refuse_flow_delete(flow, job)
             plan.append((flow, jobs))
         total = sum(len(jobs) for _, jobs in plan)
         if not confirm("delete", total, args.yes):
             print("nothing done", file=sys.stderr)
             return 1
         for flow, jobs in plan:
-            for job in jobs:
-                control.delete(db, project, job, output=args.output, files=args.files)
-            db.delete_flow(flow["uuid"])
+            control.delete_flow(db, project, flow, jobs, output=args.output, files=args.files)
             print(f"flow {flow['db_id']}: deleted with {len(jobs)} jobs")
     return 0
 

@@ -186,19 +186,14 @@ def run_output(args) -> int:
     import json
 
     from jfr_lib.config import load_project
-    from jfr_lib.errors import NotFoundError
-    from jfr_lib.jobstore import get_jobstore, store_lock
+    from jfr_lib.jobstore import get_jobstore, read_output
     from jfr_lib.queue_db import open_queue_db
 
     project = load_project(args.project)
     with open_queue_db(project) as db:
         job = get_job_or_fail(db, args.job_id, args.index)
-    store = get_jobstore(project)
-    try:
-        with store_lock(project, exclusive=False):
-            output = store.get_output(job["uuid"], which=job["index"], load=True)
-    except ValueError:
-        raise NotFoundError(f"job {args.job_id} ({job['state']}) has no output yet") from None
+    output = read_output(project, get_jobstore(project), job["uuid"], job["index"],
+                         f"job {args.job_id} ({job['state']})")  # fmt: skip
     from monty.json import MontyEncoder
 
     print(json.dumps(output, cls=MontyEncoder, indent=None if args.json else 2))

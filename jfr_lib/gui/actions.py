@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from jfr_lib.errors import NotFoundError, StateError, UsageError
+from jfr_lib.errors import NotFoundError, UsageError
 
 JOB_VERBS = ("retry", "pause", "resume", "stop", "rerun", "delete", "priority")
 FLOW_VERBS = ("resume", "delete")
@@ -92,7 +92,6 @@ def job_action(db, project, db_id: int, verb: str, body: dict) -> str:
 def flow_action(db, project, db_id: int, verb: str, body: dict) -> str:
     """``resume`` (``jfr flow resume``) or ``delete`` (``jfr flow delete``, ``output``/``files`` options)."""
     from jfr_lib import control
-    from jfr_lib.states import RUNNING_STATES
 
     if verb not in FLOW_VERBS:
         raise NotFoundError(f"no action {verb!r} (one of: {', '.join(FLOW_VERBS)})")
@@ -107,11 +106,7 @@ def flow_action(db, project, db_id: int, verb: str, body: dict) -> str:
         return "\n".join(lines) or f"flow {db_id}: no paused job"
     output, files = _flag(body, "output"), _flag(body, "files")
     jobs = db.find_jobs({"flow_uuid": flow["uuid"]})
-    busy = [j for j in jobs if j["state"] in [str(s) for s in RUNNING_STATES] or j.get("lock_id")]
-    if busy:
-        raise StateError(f"flow {db_id}: job {busy[0]['db_id']} is {busy[0]['state']}; stop it or wait before "
-                         "deleting the flow")  # fmt: skip
     for job in jobs:
-        control.delete(db, project, job, output=output, files=files)
-    db.delete_flow(flow["uuid"])
+        control.refuse_flow_delete(flow, job)
+    control.delete_flow(db, project, flow, jobs, output=output, files=files)
     return f"flow {db_id}: deleted with {len(jobs)} jobs"

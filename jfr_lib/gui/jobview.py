@@ -69,15 +69,12 @@ def job_details(db, project, db_id: int) -> dict:
 
 def job_output(db, project, db_id: int) -> dict:
     """The output the job stored in the JobStore (``jfr job output``), as indented JSON."""
-    from jfr_lib.jobstore import get_jobstore, store_lock
+    from jfr_lib.jobstore import get_jobstore, read_output
 
     job = get_job(db, db_id)
     store = get_jobstore(project)
     try:
-        with store_lock(project, exclusive=False):
-            output = store.get_output(job["uuid"], which=job["index"], load=True)
-    except ValueError:
-        raise NotFoundError(f"job {db_id} ({job['state']}) has no output yet") from None
+        output = read_output(project, store, job["uuid"], job["index"], f"job {db_id} ({job['state']})")
     finally:
         store.close()
     return {"db_id": db_id, "output": _json(output)}
